@@ -1,0 +1,293 @@
+using System.Numerics.Tensors;
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Model;
+using static OnDeviceLlm.Runtime.Model.TensorNames;
+
+namespace OnDeviceLlm.Runtime.Inference;
+
+/// <summary>
+/// One decoder-only transformer forward pass for every supported family, driven by <see cref="ModelConfig"/>.
+/// Matrices stay where the model file mapped them; norms and biases are decoded to f32 once.
+/// </summary>
+public sealed class Transformer
+{
+    private sealed class Layer
+    {
+        public required ModelTensor Wq, Wk, Wv, Wo, WUp, WDown;
+        public ModelTensor? WGate;
+        public required float[] AttnNorm;
+        public float[]? AttnNormBias, FfnNorm, FfnNormBias, PostAttnNorm, PostFfnNorm;
+        public float[]? Bq, Bk, Bv, Bo, BUp, BDown;
+        public float[]? QNorm, KNorm;
+    }
+
+    private readonly ModelConfig _c;
+    private readonly IKernels _kernels;
+    private readonly ModelTensor _embedding, _output;
+    private readonly float[] _outputNorm;
+    private readonly float[]? _outputNormBias, _outputBias;
+    private readonly Layer[] _layers;
+    private readonly float[] _invFreq;
+    private readonly float[]? _alibiSlopes;
+
+    public Transformer(ModelConfig config, ITensorSource weights, IKernels kernels)
+    {
+        _c = config;
+        _kernels = kernels;
+        ModelTensor Get(string name) => weights.Find(name) ?? throw new ModelFormatException("model", $"tensor {name} is missing.");
+        float[]? Vector(string name) => weights.Find(name)?.ToFloat32();
+
+        _embedding = Get(TokenEmbedding);
+        _output = config.TiedEmbeddings ? _embedding : Get(Output);
+        _outputNorm = Get(OutputNorm).ToFloat32();
+        _outputNormBias = Vector(OutputNormBias);
+        _outputBias = Vector(OutputBias);
+        _layers = new Layer[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            string L(string n) => Layer(i, n);
+            _layers[i] = new Layer
+            {
+                Wq = Get(L(AttnQ)), Wk = Get(L(AttnK)), Wv = Get(L(AttnV)), Wo = Get(L(AttnOutput)),
+                WUp = Get(L(FfnUp)), WDown = Get(L(FfnDown)), WGate = weights.Find(L(FfnGate)),
+                AttnNorm = Get(L(AttnNorm)).ToFloat32(), AttnNormBias = Vector(L(AttnNormBias)),
+                FfnNorm = Vector(L(FfnNorm)), FfnNormBias = Vector(L(FfnNormBias)),
+                PostAttnNorm = Vector(L(PostAttnNorm)), PostFfnNorm = Vector(L(PostFfnNorm)),
+                Bq = Vector(L(AttnQBias)), Bk = Vector(L(AttnKBias)), Bv = Vector(L(AttnVBias)), Bo = Vector(L(AttnOutputBias)),
+                BUp = Vector(L(FfnUpBias)), BDown = Vector(L(FfnDownBias)),
+                QNorm = Vector(L(AttnQNorm)), KNorm = Vector(L(AttnKNorm)),
+            };
+        }
+
+        // inv_freq as transformers computes it: 1 / θ^(2i / rotary_dim) in f32.
+        _invFreq = new float[config.RotaryDim / 2];
+        for (int i = 0; i < _invFreq.Length; i++)
+            _invFreq[i] = (float)(1.0 / Math.Pow(config.RopeTheta, 2.0 * i / config.RotaryDim));
+        if (config.Positions == PositionEncoding.Alibi) _alibiSlopes = MathOps.AlibiSlopes(config.NumHeads);
+    }
+
+    public ModelConfig Config => _c;
+    public IKernels Kernels => _kernels;
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions cache.Length … and appends their keys and values to the cache.
+    /// Writes the logits of the last position, or of every position when <paramref name="logits"/> holds tokens.Length rows.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, KvCache cache, ForwardScratch s, Span<float> logits)
+    {
+        int n = tokens.Length, h = _c.HiddenSize, d = _c.HeadDim, v = _c.VocabSize;
+        int qDim = _c.NumHeads * d, kvDim = _c.NumKvHeads * d, f = _c.IntermediateSize;
+        int pos0 = cache.Length;
+        bool allPositions = logits.Length >= (long)n * v && n > 1;
+        s.Ensure(n);
+
+        // Token embeddings; Gemma scales them by √hidden (rounded to f32 first, as transformers does).
+        var x = s.X.AsSpan(0, n * h);
+        for (int t = 0; t < n; t++) _embedding.ReadRow(tokens[t], x.Slice(t * h, h));
+        if (_c.ScaleEmbeddings) TensorPrimitives.Multiply(x, (float)Math.Sqrt(h), x);
+
+        var xn = s.Normed.AsSpan(0, n * h);
+        var q = s.Q.AsSpan(0, n * qDim);
+        var k = s.K.AsSpan(0, n * kvDim);
+        var val = s.V.AsSpan(0, n * kvDim);
+        var att = s.Attention.AsSpan(0, n * qDim);
+        var attOut = s.AttentionOut.AsSpan(0, n * h);
+        var up = s.Up.AsSpan(0, n * f);
+        var gate = s.Gate.AsSpan(0, n * f);
+        var ffnOut = s.FfnOut.AsSpan(0, n * h);
+
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var w = _layers[l];
+
+            // Attention.
+            NormRows(x, w.AttnNorm, w.AttnNormBias, xn, n);
+            Linear(xn, n, w.Wq, w.Bq, q);
+            Linear(xn, n, w.Wk, w.Bk, k);
+            Linear(xn, n, w.Wv, w.Bv, val);
+            if (w.QNorm is not null) HeadNorm(q, w.QNorm, n, _c.NumHeads);
+            if (w.KNorm is not null) HeadNorm(k, w.KNorm, n, _c.NumKvHeads);
+            if (_c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0) ApplyRope(q, k, n, pos0, s);
+            k.CopyTo(cache.Keys(l).Slice(pos0 * kvDim, n * kvDim));
+            val.CopyTo(cache.Values(l).Slice(pos0 * kvDim, n * kvDim));
+            Attend(l, q, cache, pos0, n, att, s);
+            Linear(att, n, w.Wo, w.Bo, attOut);
+
+            // Feed-forward and residual, by block layout.
+            switch (_c.Layout)
+            {
+                case BlockLayout.Sequential:
+                    TensorPrimitives.Add(x, attOut, x);
+                    NormRows(x, w.FfnNorm!, w.FfnNormBias, xn, n);
+                    FeedForward(w, xn, n, up, gate, ffnOut);
+                    TensorPrimitives.Add(x, ffnOut, x);
+                    break;
+                case BlockLayout.Parallel:
+                    // One shared norm (Falcon-7B, Phi-2, StableLM parallel residual) or a separate MLP norm (Falcon-40B).
+                    if (w.FfnNorm is not null) NormRows(x, w.FfnNorm, w.FfnNormBias, xn, n);
+                    FeedForward(w, xn, n, up, gate, ffnOut);
+                    TensorPrimitives.Add(ffnOut, attOut, ffnOut);
+                    TensorPrimitives.Add(x, ffnOut, x);
+                    break;
+                case BlockLayout.Sandwich:
+                    NormRows(attOut, w.PostAttnNorm!, null, attOut, n);
+                    TensorPrimitives.Add(x, attOut, x);
+                    NormRows(x, w.FfnNorm!, null, xn, n);
+                    FeedForward(w, xn, n, up, gate, ffnOut);
+                    NormRows(ffnOut, w.PostFfnNorm!, null, ffnOut, n);
+                    TensorPrimitives.Add(x, ffnOut, x);
+                    break;
+            }
+        }
+        cache.Length = pos0 + n;
+
+        // Final norm and output head, for every position or only the last.
+        int first = allPositions ? 0 : n - 1, rows = n - first;
+        var last = x.Slice(first * h, rows * h);
+        NormRows(last, _outputNorm, _outputNormBias, xn, rows);
+        var outLogits = logits[..(rows * v)];
+        Linear(xn[..(rows * h)], rows, _output, _outputBias, outLogits);
+        if (_c.FinalSoftcap > 0) Softcap(outLogits, _c.FinalSoftcap);
+    }
+
+    private void NormRows(ReadOnlySpan<float> x, float[] weight, float[]? bias, Span<float> y, int n)
+    {
+        int h = _c.HiddenSize;
+        for (int t = 0; t < n; t++)
+            MathOps.Norm(_c.Norm, x.Slice(t * h, h), weight, bias, _c.NormEps, y.Slice(t * h, h));
+    }
+
+    /// <summary>Per-head LayerNorm without bias, one weight row per head (StableLM 2).</summary>
+    private void HeadNorm(Span<float> x, float[] weight, int n, int heads)
+    {
+        int d = _c.HeadDim;
+        for (int t = 0; t < n; t++)
+            for (int hd = 0; hd < heads; hd++)
+            {
+                var head = x.Slice((t * heads + hd) * d, d);
+                MathOps.LayerNorm(head, weight.AsSpan(hd * d, d), default, _c.NormEps, head);
+            }
+    }
+
+    private void Linear(ReadOnlySpan<float> x, int n, ModelTensor w, float[]? bias, Span<float> y)
+    {
+        _kernels.MatMul(x, n, w, y);
+        if (bias is null) return;
+        int outDim = w.Rows;
+        for (int t = 0; t < n; t++) TensorPrimitives.Add(y.Slice(t * outDim, outDim), bias, y.Slice(t * outDim, outDim));
+    }
+
+    private void ApplyRope(Span<float> q, Span<float> k, int n, int pos0, ForwardScratch s)
+    {
+        int d = _c.HeadDim, half = _invFreq.Length;
+        var cos = s.Cos.AsSpan(0, half);
+        var sin = s.Sin.AsSpan(0, half);
+        for (int t = 0; t < n; t++)
+        {
+            float position = pos0 + t;
+            for (int i = 0; i < half; i++)
+            {
+                // The angle is an f32 product in transformers; cos/sin of it are taken at higher precision.
+                float angle = position * _invFreq[i];
+                cos[i] = (float)Math.Cos(angle);
+                sin[i] = (float)Math.Sin(angle);
+            }
+            for (int hd = 0; hd < _c.NumHeads; hd++) MathOps.Rope(q.Slice((t * _c.NumHeads + hd) * d, d), cos, sin);
+            for (int hd = 0; hd < _c.NumKvHeads; hd++) MathOps.Rope(k.Slice((t * _c.NumKvHeads + hd) * d, d), cos, sin);
+        }
+    }
+
+    /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
+    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output, ForwardScratch s)
+    {
+        int d = _c.HeadDim, heads = _c.NumHeads, kvHeads = _c.NumKvHeads, kvDim = kvHeads * d;
+        int group = heads / kvHeads;
+        var keys = cache.Keys(layer);
+        var values = cache.Values(layer);
+        bool sliding = _c.IsSlidingLayer(layer);
+        float scale = _c.AttentionScale, cap = _c.AttentionSoftcap;
+
+        for (int t = 0; t < n; t++)
+        {
+            int pos = pos0 + t;
+            // Key j is visible from query pos when pos − window < j ≤ pos.
+            int firstKey = sliding ? Math.Max(0, pos - _c.SlidingWindow + 1) : 0;
+            int count = pos - firstKey + 1;
+            var scores = s.Scores.AsSpan(0, count);
+            for (int hd = 0; hd < heads; hd++)
+            {
+                var qh = q.Slice((t * heads + hd) * d, d);
+                int g = hd / group;
+                float slope = _alibiSlopes?[hd] ?? 0f;
+                for (int j = 0; j < count; j++)
+                {
+                    int key = firstKey + j;
+                    float dot = TensorPrimitives.Dot(qh, keys.Slice(key * kvDim + g * d, d));
+                    // ALiBi is added to the raw q·k, before scaling (transformers' Falcon).
+                    float score = (dot + slope * key) * scale;
+                    scores[j] = cap > 0 ? cap * MathF.Tanh(score / cap) : score;
+                }
+                TensorPrimitives.SoftMax(scores, scores);
+                var oh = output.Slice((t * heads + hd) * d, d);
+                oh.Clear();
+                for (int j = 0; j < count; j++)
+                {
+                    var vj = values.Slice((firstKey + j) * kvDim + g * d, d);
+                    TensorPrimitives.MultiplyAdd(vj, scores[j], oh, oh);
+                }
+            }
+        }
+    }
+
+    private void FeedForward(Layer w, ReadOnlySpan<float> x, int n, Span<float> up, Span<float> gate, Span<float> output)
+    {
+        var activation = _c.Activation;
+        Linear(x, n, w.WUp, w.BUp, up);
+        if (w.WGate is not null)
+        {
+            Linear(x, n, w.WGate, null, gate);
+            for (int i = 0; i < up.Length; i++) up[i] *= MathOps.Activate(activation, gate[i]);
+        }
+        else
+        {
+            for (int i = 0; i < up.Length; i++) up[i] = MathOps.Activate(activation, up[i]);
+        }
+        Linear(up, n, w.WDown, w.BDown, output);
+    }
+
+    private static void Softcap(Span<float> x, float cap)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
+    }
+}
+
+/// <summary>Reusable activation buffers of one session, grown to the largest batch seen.</summary>
+public sealed class ForwardScratch
+{
+    private readonly ModelConfig _c;
+    private readonly int _maxPositions;
+
+    public ForwardScratch(ModelConfig config, int maxPositions)
+    {
+        _c = config;
+        _maxPositions = maxPositions;
+        Scores = new float[maxPositions];
+        Cos = new float[Math.Max(1, config.RotaryDim / 2)];
+        Sin = new float[Cos.Length];
+    }
+
+    public int Rows { get; private set; }
+    public float[] X = [], Normed = [], Q = [], K = [], V = [], Attention = [], AttentionOut = [], Up = [], Gate = [], FfnOut = [];
+    public readonly float[] Scores, Cos, Sin;
+
+    public void Ensure(int rows)
+    {
+        if (rows <= Rows) return;
+        int h = _c.HiddenSize, q = _c.NumHeads * _c.HeadDim, kv = _c.NumKvHeads * _c.HeadDim, f = _c.IntermediateSize;
+        X = new float[rows * h]; Normed = new float[rows * h]; AttentionOut = new float[rows * h]; FfnOut = new float[rows * h];
+        Q = new float[rows * q]; Attention = new float[rows * q];
+        K = new float[rows * kv]; V = new float[rows * kv];
+        Up = new float[rows * f]; Gate = new float[rows * f];
+        Rows = rows;
+    }
+}
