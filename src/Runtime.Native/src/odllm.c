@@ -1,0 +1,215 @@
+/* The public API: argument validation, contexts, and the operators' threading over kernels. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+
+enum {
+    MAX_THREADS = 256,
+    /* Below this many multiply-adds a job finishes before a worker would wake up. */
+    PARALLEL_MIN_WORK = 1 << 16,
+    /* Prefill decodes this many f32 floats of weight rows per thread at a time (64 KiB). */
+    PANEL_FLOATS = 1 << 14,
+};
+
+struct odllm_context {
+    const odllm_kernel_table * kernels;
+    odllm_pool * pool;
+    int n_threads;
+    /* One operator at a time: the pool and the scratch panels are shared by every call. */
+    pthread_mutex_t call_mutex;
+    float * scratch;
+    size_t scratch_floats;
+};
+
+int32_t odllm_abi_version(void) { return ODLLM_ABI_VERSION; }
+
+const char * odllm_status_string(int32_t status) {
+    switch (status) {
+    case ODLLM_OK: return "Success.";
+    case ODLLM_ERR_NULL_POINTER: return "A required pointer argument is null.";
+    case ODLLM_ERR_INVALID_SIZE: return "A size or count is zero, negative or out of range.";
+    case ODLLM_ERR_OVERFLOW: return "The tensor sizes are too large to address.";
+    case ODLLM_ERR_UNKNOWN_TYPE: return "The tensor type value is not a known odllm_type.";
+    case ODLLM_ERR_UNSUPPORTED_TYPE: return "This operator does not implement weights of this tensor type yet.";
+    case ODLLM_ERR_UNSUPPORTED_ISA: return "The requested instruction set is not available on this CPU or in this build.";
+    case ODLLM_ERR_OUT_OF_MEMORY: return "Out of memory.";
+    case ODLLM_ERR_THREAD: return "A worker thread could not be started.";
+    default: return "Unknown odllm status code.";
+    }
+}
+
+odllm_context_params odllm_context_default_params(void) {
+    odllm_context_params params = { .n_threads = 0, .isa = ODLLM_ISA_BEST };
+    return params;
+}
+
+static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
+    switch (isa) {
+    case ODLLM_ISA_BEST:
+#if defined(ODLLM_HAVE_AVX2)
+        if (odllm_cpu_has_avx2()) { *out = &odllm_kernels_avx2; return ODLLM_OK; }
+#endif
+#if defined(ODLLM_HAVE_NEON)
+        if (odllm_cpu_has_neon()) { *out = &odllm_kernels_neon; return ODLLM_OK; }
+#endif
+        *out = &odllm_kernels_ref;
+        return ODLLM_OK;
+    case ODLLM_ISA_SCALAR:
+        *out = &odllm_kernels_ref;
+        return ODLLM_OK;
+#if defined(ODLLM_HAVE_AVX2)
+    case ODLLM_ISA_AVX2:
+        if (!odllm_cpu_has_avx2()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_avx2;
+        return ODLLM_OK;
+#endif
+#if defined(ODLLM_HAVE_NEON)
+    case ODLLM_ISA_NEON:
+        if (!odllm_cpu_has_neon()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_neon;
+        return ODLLM_OK;
+#endif
+    default:
+        return ODLLM_ERR_UNSUPPORTED_ISA;
+    }
+}
+
+int32_t odllm_context_create(const odllm_context_params * params, odllm_context ** out) {
+    if (!out) return ODLLM_ERR_NULL_POINTER;
+    *out = NULL;
+    if (!params) return ODLLM_ERR_NULL_POINTER;
+    if (params->n_threads < 0) return ODLLM_ERR_INVALID_SIZE;
+
+    const odllm_kernel_table * kernels;
+    int status = select_kernels(params->isa, &kernels);
+    if (status != ODLLM_OK) return status;
+
+    int n_threads = params->n_threads > 0 ? params->n_threads : odllm_cpu_physical_cores();
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+
+    odllm_context * ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return ODLLM_ERR_OUT_OF_MEMORY;
+    ctx->kernels = kernels;
+    ctx->n_threads = n_threads;
+    status = odllm_pool_create(n_threads, &ctx->pool);
+    if (status != ODLLM_OK) {
+        free(ctx);
+        return status;
+    }
+    pthread_mutex_init(&ctx->call_mutex, NULL);
+    *out = ctx;
+    return ODLLM_OK;
+}
+
+void odllm_context_free(odllm_context * ctx) {
+    if (!ctx) return;
+    odllm_pool_free(ctx->pool);
+    pthread_mutex_destroy(&ctx->call_mutex);
+    free(ctx->scratch);
+    free(ctx);
+}
+
+const char * odllm_context_backend(const odllm_context * ctx) { return ctx ? ctx->kernels->name : ""; }
+
+int32_t odllm_context_n_threads(const odllm_context * ctx) { return ctx ? ctx->n_threads : 0; }
+
+int32_t odllm_matmul_supports_type(int32_t w_type) {
+    return w_type == ODLLM_TYPE_F32 || w_type == ODLLM_TYPE_F16 || w_type == ODLLM_TYPE_BF16;
+}
+
+typedef struct matmul_job {
+    const odllm_kernel_table * kernels;
+    const float * x;
+    int64_t m, k, n;
+    const void * w;
+    int32_t w_type;
+    float * y;
+    int64_t rows_per_thread;
+    int64_t panel_rows;
+    float * scratch; /* panel_rows * k floats per thread, for prefill over f16/bf16 */
+} matmul_job;
+
+static void matmul_slice(void * arg, int ith, int nth) {
+    (void)nth;
+    const matmul_job * job = arg;
+    const odllm_kernel_table * kt = job->kernels;
+    const int64_t m = job->m, k = job->k, n = job->n;
+    const int64_t j0 = (int64_t)ith * job->rows_per_thread;
+    if (j0 >= n) return;
+    const int64_t rows = (n - j0 < job->rows_per_thread) ? n - j0 : job->rows_per_thread;
+
+    if (job->w_type == ODLLM_TYPE_F32) {
+        kt->gemm_f32(job->x, k, m, (const float *)job->w + j0 * k, k, rows, k, job->y + j0, n);
+        return;
+    }
+    const uint16_t * w16 = (const uint16_t *)job->w + j0 * k;
+    if (m == 1) {
+        /* Decode reads each weight once: convert in registers, never through memory. */
+        if (job->w_type == ODLLM_TYPE_F16) kt->gemv_f16(job->x, w16, k, rows, k, job->y + j0);
+        else kt->gemv_bf16(job->x, w16, k, rows, k, job->y + j0);
+        return;
+    }
+    /* Prefill: convert a panel of weight rows once, then reuse it for all m input rows. */
+    float * panel = job->scratch + (size_t)ith * (size_t)(job->panel_rows * k);
+    for (int64_t p = 0; p < rows; p += job->panel_rows) {
+        const int64_t pr = (rows - p < job->panel_rows) ? rows - p : job->panel_rows;
+        if (job->w_type == ODLLM_TYPE_F16) kt->f16_to_f32(w16 + p * k, panel, pr * k);
+        else kt->bf16_to_f32(w16 + p * k, panel, pr * k);
+        kt->gemm_f32(job->x, k, m, panel, k, pr, k, job->y + j0 + p, n);
+    }
+}
+
+static int ensure_scratch(odllm_context * ctx, size_t floats) {
+    if (floats <= ctx->scratch_floats) return ODLLM_OK;
+    float * grown = malloc(floats * sizeof(float));
+    if (!grown) return ODLLM_ERR_OUT_OF_MEMORY;
+    free(ctx->scratch);
+    ctx->scratch = grown;
+    ctx->scratch_floats = floats;
+    return ODLLM_OK;
+}
+
+int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
+                     const void * w, int32_t w_type, int64_t n, float * y) {
+    if (!ctx || !x || !w || !y) return ODLLM_ERR_NULL_POINTER;
+    if (m <= 0 || k <= 0 || n <= 0) return ODLLM_ERR_INVALID_SIZE;
+    if (w_type < ODLLM_TYPE_F32 || w_type > ODLLM_TYPE_Q4_0) return ODLLM_ERR_UNKNOWN_TYPE;
+    if (!odllm_matmul_supports_type(w_type)) return ODLLM_ERR_UNSUPPORTED_TYPE;
+    /* Every buffer's byte size must fit a ptrdiff_t, so all index arithmetic below is safe. */
+    const int64_t max_elems = (int64_t)((PTRDIFF_MAX < INT64_MAX ? PTRDIFF_MAX : INT64_MAX) / sizeof(float));
+    if (m > max_elems / k || n > max_elems / k || m > max_elems / n) return ODLLM_ERR_OVERFLOW;
+
+    int nth = ctx->n_threads;
+    const int64_t groups = (n + 3) / 4; /* whole 4-row tiles per thread keep the SIMD tiles full */
+    if (nth > groups) nth = (int)groups;
+    if (m * n < PARALLEL_MIN_WORK / k + 1) nth = 1;
+
+    matmul_job job = {
+        .kernels = ctx->kernels, .x = x, .m = m, .k = k, .n = n, .w = w, .w_type = w_type, .y = y,
+        .rows_per_thread = ((groups + nth - 1) / nth) * 4,
+        .panel_rows = 4,
+    };
+
+    pthread_mutex_lock(&ctx->call_mutex);
+    if (w_type != ODLLM_TYPE_F32 && m > 1) {
+        int64_t panel = (PANEL_FLOATS / k) / 4 * 4;
+        job.panel_rows = panel < 4 ? 4 : panel > 64 ? 64 : panel;
+        if (job.panel_rows > job.rows_per_thread) job.panel_rows = job.rows_per_thread;
+        if ((uint64_t)job.panel_rows * (uint64_t)k > SIZE_MAX / sizeof(float) / (size_t)nth) {
+            pthread_mutex_unlock(&ctx->call_mutex);
+            return ODLLM_ERR_OVERFLOW;
+        }
+        int status = ensure_scratch(ctx, (size_t)nth * (size_t)(job.panel_rows * k));
+        if (status != ODLLM_OK) {
+            pthread_mutex_unlock(&ctx->call_mutex);
+            return status;
+        }
+        job.scratch = ctx->scratch;
+    }
+    odllm_pool_run(ctx->pool, nth, matmul_slice, &job);
+    pthread_mutex_unlock(&ctx->call_mutex);
+    return ODLLM_OK;
+}

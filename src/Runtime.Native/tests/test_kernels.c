@@ -1,0 +1,341 @@
+/*
+ * Kernel tests through the public API: every instruction-set level this CPU offers against the
+ * scalar reference and against an independent double-precision oracle, over odd shapes and
+ * thread counts; exhaustive f16/bf16 decoding; argument validation.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "odllm.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            failures++;                                                           \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fputc('\n', stderr);                                                  \
+        }                                                                         \
+    } while (0)
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static float rng_float(void) { return (float)((rng_next() & 0xFFFFFF) / 8388608.0 - 1.0); }
+
+/* Independent of the library's bit tricks: the IEEE definition, evaluated with ldexp. */
+static double half_value(uint16_t h) {
+    int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
+    double v;
+    if (exp == 0) v = ldexp(mant, -24);
+    else if (exp == 31) v = mant ? NAN : INFINITY;
+    else v = ldexp(1024 + mant, exp - 25);
+    return sign ? -v : v;
+}
+
+static double bf16_value(uint16_t b) {
+    int sign = b >> 15, exp = (b >> 7) & 255, mant = b & 127;
+    double v;
+    if (exp == 0) v = ldexp(mant, -133);
+    else if (exp == 255) v = mant ? NAN : INFINITY;
+    else v = ldexp(128 + mant, exp - 134);
+    return sign ? -v : v;
+}
+
+/* Random finite weights of magnitude about 2^-10 .. 4, sign random. */
+static uint16_t random_half(void) {
+    uint32_t r = rng_next();
+    return (uint16_t)(((r & 1) << 15) | ((5 + (r >> 1) % 13) << 10) | ((r >> 8) & 1023));
+}
+
+static uint16_t random_bf16(void) {
+    uint32_t r = rng_next();
+    return (uint16_t)(((r & 1) << 15) | ((117 + (r >> 1) % 13) << 7) | ((r >> 8) & 127));
+}
+
+static double weight_value(int type, const void * w, int64_t index) {
+    switch (type) {
+    case ODLLM_TYPE_F32: return ((const float *)w)[index];
+    case ODLLM_TYPE_F16: return half_value(((const uint16_t *)w)[index]);
+    default: return bf16_value(((const uint16_t *)w)[index]);
+    }
+}
+
+static const char * type_name(int type) {
+    return type == ODLLM_TYPE_F32 ? "f32" : type == ODLLM_TYPE_F16 ? "f16" : "bf16";
+}
+
+typedef struct backend {
+    int isa;
+    int threads;
+    odllm_context * ctx;
+} backend;
+
+enum { MAX_BACKENDS = 16 };
+static backend backends[MAX_BACKENDS];
+static int n_backends = 0;
+
+static void create_backends(void) {
+    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_NEON };
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        for (int threads = 1; threads <= 4; threads++) {
+            odllm_context_params params = odllm_context_default_params();
+            params.isa = isas[i];
+            params.n_threads = threads;
+            odllm_context * ctx = NULL;
+            int status = odllm_context_create(&params, &ctx);
+            if (status == ODLLM_ERR_UNSUPPORTED_ISA) {
+                if (threads == 1) printf("isa %d not available here: skipped\n", isas[i]);
+                break;
+            }
+            CHECK(status == ODLLM_OK, "create isa %d threads %d: %s", isas[i], threads, odllm_status_string(status));
+            if (status != ODLLM_OK) continue;
+            CHECK(odllm_context_n_threads(ctx) == threads, "n_threads %d", odllm_context_n_threads(ctx));
+            backends[n_backends++] = (backend){ isas[i], threads, ctx };
+        }
+    }
+    printf("testing backends:");
+    for (int i = 0; i < n_backends; i++) printf(" %s/%d", odllm_context_backend(backends[i].ctx), backends[i].threads);
+    printf("\n");
+}
+
+/* Runs one shape through every backend and checks each against the oracle and the scalar result. */
+static void check_shape(int type, int64_t m, int64_t k, int64_t n) {
+    size_t wsize = type == ODLLM_TYPE_F32 ? 4 : 2;
+    float * x = malloc(sizeof(float) * (size_t)(m * k));
+    void * w = malloc(wsize * (size_t)(n * k));
+    double * oracle = malloc(sizeof(double) * (size_t)(m * n));
+    double * bound = malloc(sizeof(double) * (size_t)(m * n));
+    float * ref = malloc(sizeof(float) * (size_t)(m * n));
+    float * y = malloc(sizeof(float) * (size_t)(m * n + 1));
+    for (int64_t i = 0; i < m * k; i++) x[i] = rng_float();
+    for (int64_t i = 0; i < n * k; i++) {
+        if (type == ODLLM_TYPE_F32) ((float *)w)[i] = rng_float();
+        else if (type == ODLLM_TYPE_F16) ((uint16_t *)w)[i] = random_half();
+        else ((uint16_t *)w)[i] = random_bf16();
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double sum = 0, abs_sum = 0;
+            for (int64_t t = 0; t < k; t++) {
+                double p = x[i * k + t] * weight_value(type, w, j * k + t);
+                sum += p;
+                abs_sum += fabs(p);
+            }
+            oracle[i * n + j] = sum;
+            /* Float summation in any order errs by at most about k·2^-24 of the absolute sum. */
+            bound[i * n + j] = (double)(k + 2) * 1.2e-7 * abs_sum + 1e-30;
+        }
+
+    for (int b = 0; b < n_backends; b++) {
+        const char * name = odllm_context_backend(backends[b].ctx);
+        y[m * n] = 12345.0f; /* sentinel: nothing may be written past y[m·n) */
+        int status = odllm_matmul(backends[b].ctx, x, m, k, w, type, n, y);
+        CHECK(status == ODLLM_OK, "%s status %s", name, odllm_status_string(status));
+        CHECK(y[m * n] == 12345.0f, "%s/%d %s m=%lld k=%lld n=%lld wrote past y", name, backends[b].threads,
+              type_name(type), (long long)m, (long long)k, (long long)n);
+        if (b == 0) memcpy(ref, y, sizeof(float) * (size_t)(m * n));
+        int reported = 0;
+        for (int64_t i = 0; i < m * n && !reported; i++) {
+            double err = fabs(y[i] - oracle[i]), diff = fabs((double)y[i] - ref[i]);
+            if (!(err <= bound[i]) || !(diff <= 2 * bound[i])) {
+                CHECK(0, "%s/%d %s m=%lld k=%lld n=%lld at [%lld,%lld]: got %.9g, scalar %.9g, oracle %.9g (bound %.3g)",
+                      name, backends[b].threads, type_name(type), (long long)m, (long long)k, (long long)n,
+                      (long long)(i / n), (long long)(i % n), y[i], ref[i], oracle[i], bound[i]);
+                reported = 1;
+            }
+        }
+    }
+    free(x); free(w); free(oracle); free(bound); free(ref); free(y);
+}
+
+static void test_shapes(void) {
+    const int64_t ms[] = { 1, 2, 3, 4, 5, 7, 16 };
+    const int64_t ks[] = { 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257 };
+    const int64_t ns[] = { 1, 2, 3, 4, 5, 7, 8, 13, 33 };
+    for (int type = ODLLM_TYPE_F32; type <= ODLLM_TYPE_BF16; type++)
+        for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+            for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
+                for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) check_shape(type, ms[a], ks[b], ns[c]);
+    /* Large enough to be split across threads, with ragged row counts and multi-panel prefill. */
+    const int64_t big[][3] = { { 1, 1000, 301 }, { 3, 1000, 301 }, { 5, 333, 129 }, { 33, 130, 70 }, { 2, 4099, 66 } };
+    for (int type = ODLLM_TYPE_F32; type <= ODLLM_TYPE_BF16; type++)
+        for (size_t s = 0; s < sizeof big / sizeof big[0]; s++) check_shape(type, big[s][0], big[s][1], big[s][2]);
+}
+
+/* Every one of the 65536 encodings decodes exactly, on the fused (m=1) and panel (m=2) paths. */
+static void test_exhaustive_decode(int type) {
+    const int64_t n = 65536;
+    uint16_t * w = malloc(sizeof(uint16_t) * n);
+    float * y = malloc(sizeof(float) * 2 * n);
+    for (int64_t j = 0; j < n; j++) w[j] = (uint16_t)j;
+    const float x[2] = { 1.0f, -2.0f };
+    for (int b = 0; b < n_backends; b++) {
+        for (int64_t m = 1; m <= 2; m++) {
+            int status = odllm_matmul(backends[b].ctx, x, m, 1, w, type, n, y);
+            CHECK(status == ODLLM_OK, "%s", odllm_status_string(status));
+            int bad = 0;
+            for (int64_t i = 0; i < m && !bad; i++)
+                for (int64_t j = 0; j < n && !bad; j++) {
+                    /* Rounded to float: bf16's largest values times 2 overflow to infinity. */
+                    double want = (float)((type == ODLLM_TYPE_F16 ? half_value((uint16_t)j) : bf16_value((uint16_t)j)) * x[i]);
+                    double got = y[i * n + j];
+                    if (isnan(want) ? !isnan(got) : got != want) {
+                        CHECK(0, "%s/%d %s m=%lld: 0x%04llx decoded to %.9g, want %.9g", odllm_context_backend(backends[b].ctx),
+                              backends[b].threads, type_name(type), (long long)m, (long long)j, got, want);
+                        bad = 1;
+                    }
+                }
+        }
+    }
+    free(w);
+    free(y);
+}
+
+static void test_validation(void) {
+    odllm_context_params params = odllm_context_default_params();
+    odllm_context * ctx = (odllm_context *)&params; /* must be overwritten with NULL on failure */
+
+    CHECK(odllm_abi_version() == ODLLM_ABI_VERSION, "abi %d", odllm_abi_version());
+    CHECK(odllm_context_create(NULL, &ctx) == ODLLM_ERR_NULL_POINTER && ctx == NULL, "null params");
+    CHECK(odllm_context_create(&params, NULL) == ODLLM_ERR_NULL_POINTER, "null out");
+    params.n_threads = -1;
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_ERR_INVALID_SIZE && ctx == NULL, "negative threads");
+    params = odllm_context_default_params();
+    params.isa = 99;
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_ERR_UNSUPPORTED_ISA && ctx == NULL, "unknown isa");
+#if defined(__x86_64__)
+    params.isa = ODLLM_ISA_NEON;
+#else
+    params.isa = ODLLM_ISA_AVX2;
+#endif
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_ERR_UNSUPPORTED_ISA && ctx == NULL, "foreign isa");
+    params = odllm_context_default_params();
+    params.n_threads = 100000;
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_OK, "huge thread count is clamped");
+    CHECK(odllm_context_n_threads(ctx) == 256, "clamped to %d", odllm_context_n_threads(ctx));
+    odllm_context_free(ctx);
+
+    params = odllm_context_default_params();
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_OK, "defaults");
+    CHECK(odllm_context_n_threads(ctx) >= 1, "default threads %d", odllm_context_n_threads(ctx));
+    printf("default context: backend %s, %d threads\n", odllm_context_backend(ctx), odllm_context_n_threads(ctx));
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK(strcmp(odllm_context_backend(ctx), "avx2") == 0, "best isa on an AVX2 CPU is %s", odllm_context_backend(ctx));
+#elif defined(__aarch64__)
+    CHECK(strcmp(odllm_context_backend(ctx), "neon") == 0, "best isa on AArch64 is %s", odllm_context_backend(ctx));
+#endif
+
+    float x[8] = { 0 }, w[8] = { 0 }, y[4] = { 7, 7, 7, 7 };
+    CHECK(odllm_matmul(NULL, x, 1, 2, w, 0, 2, y) == ODLLM_ERR_NULL_POINTER, "null ctx");
+    CHECK(odllm_matmul(ctx, NULL, 1, 2, w, 0, 2, y) == ODLLM_ERR_NULL_POINTER, "null x");
+    CHECK(odllm_matmul(ctx, x, 1, 2, NULL, 0, 2, y) == ODLLM_ERR_NULL_POINTER, "null w");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, 0, 2, NULL) == ODLLM_ERR_NULL_POINTER, "null y");
+    CHECK(odllm_matmul(ctx, x, 0, 2, w, 0, 2, y) == ODLLM_ERR_INVALID_SIZE, "m = 0");
+    CHECK(odllm_matmul(ctx, x, -1, 2, w, 0, 2, y) == ODLLM_ERR_INVALID_SIZE, "m < 0");
+    CHECK(odllm_matmul(ctx, x, 1, 0, w, 0, 2, y) == ODLLM_ERR_INVALID_SIZE, "k = 0");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, 0, -5, y) == ODLLM_ERR_INVALID_SIZE, "n < 0");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, -1, 2, y) == ODLLM_ERR_UNKNOWN_TYPE, "type -1");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, 6, 2, y) == ODLLM_ERR_UNKNOWN_TYPE, "type 6");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, ODLLM_TYPE_INT8, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "int8");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, ODLLM_TYPE_Q8_0, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "q8_0");
+    CHECK(odllm_matmul(ctx, x, 1, 32, w, ODLLM_TYPE_Q4_0, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "q4_0");
+    CHECK(odllm_matmul(ctx, x, INT64_MAX / 2, 4, w, 0, 2, y) == ODLLM_ERR_OVERFLOW, "m·k overflows");
+    CHECK(odllm_matmul(ctx, x, 1, 4, w, 0, INT64_MAX / 3, y) == ODLLM_ERR_OVERFLOW, "n·k overflows");
+    CHECK(odllm_matmul(ctx, x, INT64_MAX / 8, 1, w, 0, INT64_MAX / 8, y) == ODLLM_ERR_OVERFLOW, "m·n overflows");
+    CHECK(y[0] == 7 && y[1] == 7 && y[2] == 7 && y[3] == 7, "a failed call wrote to y");
+    odllm_context_free(ctx);
+    odllm_context_free(NULL);
+
+    CHECK(strcmp(odllm_context_backend(NULL), "") == 0, "backend(NULL)");
+    CHECK(odllm_context_n_threads(NULL) == 0, "n_threads(NULL)");
+    CHECK(odllm_matmul_supports_type(ODLLM_TYPE_F32) && odllm_matmul_supports_type(ODLLM_TYPE_F16) &&
+          odllm_matmul_supports_type(ODLLM_TYPE_BF16), "float types supported");
+    CHECK(!odllm_matmul_supports_type(ODLLM_TYPE_Q4_0) && !odllm_matmul_supports_type(-1) &&
+          !odllm_matmul_supports_type(42), "others not supported");
+    for (int s = ODLLM_OK; s <= ODLLM_ERR_THREAD; s++) {
+        CHECK(strlen(odllm_status_string(s)) > 5, "status %d has no text", s);
+        for (int t = s + 1; t <= ODLLM_ERR_THREAD; t++)
+            CHECK(strcmp(odllm_status_string(s), odllm_status_string(t)) != 0, "status %d and %d share text", s, t);
+    }
+    CHECK(strstr(odllm_status_string(-42), "Unknown") != NULL, "unknown status");
+}
+
+/* Calls from several threads on one context are serialized, never interleaved. */
+typedef struct concurrent_arg {
+    odllm_context * ctx;
+    const float * x;
+    const float * w;
+    const float * expected;
+    int ok;
+} concurrent_arg;
+
+enum { CM = 3, CK = 200, CN = 150 };
+
+static void * concurrent_main(void * p) {
+    concurrent_arg * a = p;
+    float * y = malloc(sizeof(float) * CM * CN);
+    a->ok = 1;
+    for (int it = 0; it < 50 && a->ok; it++) {
+        if (odllm_matmul(a->ctx, a->x, CM, CK, a->w, ODLLM_TYPE_F32, CN, y) != ODLLM_OK) a->ok = 0;
+        if (memcmp(y, a->expected, sizeof(float) * CM * CN) != 0) a->ok = 0;
+    }
+    free(y);
+    return NULL;
+}
+
+static void test_concurrent_callers(void) {
+    odllm_context_params params = odllm_context_default_params();
+    params.n_threads = 3;
+    odllm_context * ctx = NULL;
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_OK, "create");
+    if (!ctx) return;
+    float * x = malloc(sizeof(float) * CM * CK);
+    float * w = malloc(sizeof(float) * CN * CK);
+    float * expected = malloc(sizeof(float) * CM * CN);
+    for (int i = 0; i < CM * CK; i++) x[i] = rng_float();
+    for (int i = 0; i < CN * CK; i++) w[i] = rng_float();
+    CHECK(odllm_matmul(ctx, x, CM, CK, w, ODLLM_TYPE_F32, CN, expected) == ODLLM_OK, "matmul");
+    pthread_t threads[4];
+    concurrent_arg args[4];
+    for (int t = 0; t < 4; t++) {
+        args[t] = (concurrent_arg){ ctx, x, w, expected, 0 };
+        pthread_create(&threads[t], NULL, concurrent_main, &args[t]);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        CHECK(args[t].ok, "caller %d saw a wrong result", t);
+    }
+    odllm_context_free(ctx);
+    free(x); free(w); free(expected);
+}
+
+int main(void) {
+    test_validation();
+    create_backends();
+    test_shapes();
+    test_exhaustive_decode(ODLLM_TYPE_F16);
+    test_exhaustive_decode(ODLLM_TYPE_BF16);
+    test_concurrent_callers();
+    for (int b = 0; b < n_backends; b++) odllm_context_free(backends[b].ctx);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all kernel tests passed\n");
+    return 0;
+}
