@@ -1,0 +1,128 @@
+using Google.FlatBuffers;
+using OnDeviceLlm.Runtime.Model;
+using Fb = OnDeviceLlm.Runtime.Format.Fbs;
+
+namespace OnDeviceLlm.Runtime.Format;
+
+/// <summary>Constants of the .odlm format.</summary>
+public static class ModelFormat
+{
+    public const string Identifier = "ODLM";
+    public const string Extension = ".odlm";
+    /// <summary>The format version this runtime writes and reads.</summary>
+    public const int Version = 1;
+    /// <summary>Every tensor blob starts at a multiple of this many bytes (a cache line; enough for any SIMD load).</summary>
+    public const int Alignment = 64;
+    /// <summary>Size prefix, root offset and identifier: the least a file can hold before the header proper.</summary>
+    internal const int MinimumHeaderBytes = 12;
+    /// <summary>Where the identifier sits in a size-prefixed FlatBuffer.</summary>
+    internal const int IdentifierOffset = 8;
+
+    internal static long Align(long offset) => (offset + Alignment - 1) / Alignment * Alignment;
+
+    /// <summary>Elements per quantization block as recorded in the tensor table; 0 for unblocked types.</summary>
+    internal static uint BlockSize(TensorType type) => type is TensorType.Q8_0 or TensorType.Q4_0 ? 32u : 0u;
+}
+
+/// <summary>One row of the tensor table as stored, before any validation (values may be out of range).</summary>
+internal readonly record struct TensorEntry(string Name, TensorType Type, long[] Shape, uint BlockSize, ulong Offset, ulong ByteLength);
+
+/// <summary>Everything in the FlatBuffers header, as plain objects.</summary>
+internal sealed record Header(
+    uint FormatVersion, ModelConfig Config, SpecialTokens Special, TokenizerFiles Tokenizer, Provenance Provenance,
+    IReadOnlyList<TensorEntry> Tensors)
+{
+    /// <summary>
+    /// The size-prefixed FlatBuffer. Every scalar is written even when it equals its default, so the size
+    /// does not depend on the offset values and the writer can lay out the blobs before filling them in.
+    /// </summary>
+    public byte[] Serialize()
+    {
+        int tokenizerBytes = 0;
+        foreach (var file in Tokenizer.Files.Values) tokenizerBytes += file.Length;
+        var builder = new FlatBufferBuilder(64 * 1024 + tokenizerBytes) { ForceDefaults = true };
+
+        var tensors = new Offset<Fb.Tensor>[Tensors.Count];
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            var t = Tensors[i];
+            var name = builder.CreateString(t.Name);
+            var shape = Fb.Tensor.CreateShapeVectorBlock(builder, Array.ConvertAll(t.Shape, d => unchecked((ulong)d)));
+            Fb.Tensor.StartTensor(builder);
+            Fb.Tensor.AddName(builder, name);
+            Fb.Tensor.AddDtype(builder, (byte)t.Type);
+            Fb.Tensor.AddShape(builder, shape);
+            Fb.Tensor.AddBlockSize(builder, t.BlockSize);
+            Fb.Tensor.AddOffset(builder, t.Offset);
+            Fb.Tensor.AddByteLength(builder, t.ByteLength);
+            tensors[i] = Fb.Tensor.EndTensor(builder);
+        }
+        var tensorVector = Fb.Model.CreateTensorsVector(builder, tensors);
+
+        // Sorted so the same inputs give the same bytes whatever the dictionary's order.
+        var files = Tokenizer.Files.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f =>
+        {
+            var name = builder.CreateString(f.Key);
+            var bytes = Fb.TokenizerFile.CreateBytesVectorBlock(builder, f.Value);
+            return Fb.TokenizerFile.CreateTokenizerFile(builder, name, bytes);
+        }).ToArray();
+        var tokenizerVector = Fb.Model.CreateTokenizerVector(builder, files);
+
+        var eos = Fb.Special.CreateEosIdsVectorBlock(builder, Special.Eos.ToArray());
+        var template = Special.ChatTemplate is null ? default : builder.CreateString(Special.ChatTemplate);
+        Fb.Special.StartSpecial(builder);
+        Fb.Special.AddBosId(builder, Special.Bos);
+        Fb.Special.AddEosIds(builder, eos);
+        Fb.Special.AddPadId(builder, Special.Pad);
+        Fb.Special.AddAddBos(builder, Special.AddBos);
+        if (Special.ChatTemplate is not null) Fb.Special.AddChatTemplate(builder, template);
+        var special = Fb.Special.EndSpecial(builder);
+
+        var provenance = Fb.Provenance.CreateProvenance(builder,
+            builder.CreateString(Provenance.Source), builder.CreateString(Provenance.ConverterVersion),
+            builder.CreateString(Provenance.Quantization), (Provenance.Created ?? DateTimeOffset.UnixEpoch).ToUnixTimeMilliseconds());
+
+        var config = ConfigMapper.Write(builder, Config);
+
+        var root = Fb.Model.CreateModel(builder, FormatVersion, config, special, tokenizerVector, provenance, tensorVector);
+        Fb.Model.FinishSizePrefixedModelBuffer(builder, root);
+        return builder.SizedByteArray();
+    }
+
+    /// <summary>Reads a header that the generated verifier has accepted.</summary>
+    public static Header Read(string path, Fb.Model model)
+    {
+        var c = model.Config!.Value;
+        var s = model.Special!.Value;
+        var p = model.Provenance!.Value;
+
+        var eos = new int[s.EosIdsLength];
+        for (int i = 0; i < eos.Length; i++) eos[i] = s.EosIds(i);
+        var special = new SpecialTokens { Bos = s.BosId, Eos = eos, Pad = s.PadId, AddBos = s.AddBos, ChatTemplate = s.ChatTemplate };
+
+        var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        for (int i = 0; i < model.TokenizerLength; i++)
+        {
+            var f = model.Tokenizer(i)!.Value;
+            if (!files.TryAdd(f.Name, f.GetBytesArray() ?? []))
+                throw new ModelFormatException(path, $"the tokenizer file '{f.Name}' is embedded twice.");
+        }
+
+        var tensors = new TensorEntry[model.TensorsLength];
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            var t = model.Tensors(i)!.Value;
+            var shape = new long[t.ShapeLength];
+            // A dimension above long.MaxValue turns negative here and is rejected as non-positive.
+            for (int d = 0; d < shape.Length; d++) shape[d] = unchecked((long)t.Shape(d));
+            tensors[i] = new TensorEntry(t.Name, (TensorType)t.Dtype, shape, t.BlockSize, t.Offset, t.ByteLength);
+        }
+
+        var provenance = new Provenance(p.Source ?? "", p.ConverterVersion ?? "", p.Quantization ?? "")
+        {
+            Created = DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(p.CreatedUnixMs,
+                DateTimeOffset.MinValue.ToUnixTimeMilliseconds(), DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())),
+        };
+        return new Header(model.FormatVersion, ConfigMapper.Read(c), special, new TokenizerFiles(files), provenance, tensors);
+    }
+}
