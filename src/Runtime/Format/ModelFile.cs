@@ -108,6 +108,8 @@ public sealed unsafe class ModelFile : ITensorSource, IDisposable
 
         uint declared = BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(@base, 4));
         headerEnd = 4L + declared;
+        if (declared < ModelFormat.MinimumHeaderBytes - 4 || headerEnd > int.MaxValue)
+            throw new ModelFormatException(path, $"the header declares {declared} bytes, which no valid header has; the file is corrupt.");
         if (headerEnd > fileSize)
             throw new ModelFormatException(path, $"the file is truncated: its header declares {declared} bytes but only {fileSize - 4} follow.");
 

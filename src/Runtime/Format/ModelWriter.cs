@@ -77,7 +77,8 @@ public static class ModelWriter
         }
         catch
         {
-            File.Delete(temp);
+            // Guarded so a missing folder reports itself rather than a failure to delete.
+            if (File.Exists(temp)) File.Delete(temp);
             throw;
         }
     }

@@ -124,6 +124,19 @@ public sealed class ModelFileCorruptionTests : IDisposable
         AssertRejected(path, "not a valid FlatBuffer");
     }
 
+    [Theory]
+    [InlineData(0u)]
+    [InlineData(0xFFFF_FFF0u)]
+    public void ImpossibleHeaderSize(uint declared)
+    {
+        string path = _dir.File("prefix.odlm");
+        FormatTestModels.WriteValid(path);
+        var bytes = File.ReadAllBytes(path);
+        BitConverter.TryWriteBytes(bytes.AsSpan(0, 4), declared);
+        File.WriteAllBytes(path, bytes);
+        AssertRejected(path, $"declares {declared} bytes, which no valid header has");
+    }
+
     [Fact]
     public void UnsupportedVersion() => AssertRejected(Raw(Valid with { FormatVersion = 2 }), "format version 2", "reads version 1");
 

@@ -5,6 +5,11 @@ using Xunit.Abstractions;
 
 namespace OnDeviceLlm.Runtime.Tests.Format;
 
+/// <summary>Runs alone: other tests allocating in parallel would blur the resident-set measurement.</summary>
+[CollectionDefinition(nameof(ModelFileMemoryTests), DisableParallelization = true)]
+public sealed class ModelFileMemoryCollection;
+
+[Collection(nameof(ModelFileMemoryTests))]
 public sealed class ModelFileMemoryTests(ITestOutputHelper output) : IDisposable
 {
     private readonly ScratchFolder _dir = new();

@@ -66,6 +66,15 @@ public sealed class ModelWriterTests : IDisposable
     }
 
     [Fact]
+    public void AMissingTargetFolderIsReportedAsSuch()
+    {
+        string path = Path.Combine(_dir.Root, "no-such-folder", "model.odlm");
+        var config = FormatTestModels.Config();
+        Assert.Throws<DirectoryNotFoundException>(() => ModelWriter.Write(path, config, FormatTestModels.Special(),
+            FormatTestModels.Tokenizer(), FormatTestModels.Provenance(), FormatTestModels.ToWrite(FormatTestModels.Tensors(config))));
+    }
+
+    [Fact]
     public void ProgressReportsEachTensorInOrder()
     {
         var config = FormatTestModels.Config();
