@@ -19,7 +19,7 @@ public sealed record QuantizationScheme(string Name, TensorType? MatrixType)
 
     public static QuantizationScheme Parse(string name) =>
         All.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown quantization \"{name}\"; expected one of: {string.Join(", ", All.Select(s => s.Name))}.", nameof(name));
+        ?? throw new ArgumentException($"Unknown quantization \"{name}\"; expected one of: {string.Join(", ", All.Select(s => s.Name))}.");
 
     public TensorType TargetFor(string tensorName, long[] shape, TensorType sourceType)
     {

@@ -1,0 +1,77 @@
+using System.Buffers;
+using System.Reflection;
+using OnDeviceLlm.Runtime.Format;
+using OnDeviceLlm.Runtime.Import.HuggingFace;
+using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Quantization;
+
+namespace OnDeviceLlm.Runtime.Conversion;
+
+/// <summary>Writes an imported checkpoint as one .odlm file, tensor by tensor, with bounded memory.</summary>
+public static class ModelConverter
+{
+    public static string ConverterVersion { get; } =
+        typeof(ModelConverter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
+
+    /// <summary>Converts a Hugging Face folder to <paramref name="outputPath"/>.</summary>
+    public static void Convert(string source, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
+    {
+        using var imported = HuggingFaceImporter.Import(source);
+        Write(imported, outputPath, scheme, progress);
+    }
+
+    public static void Write(ImportedModel model, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
+    {
+        var tensors = model.Tensors.Select(t =>
+        {
+            var target = scheme.TargetFor(t.Name, t.Shape, t.SourceType);
+            return new TensorToWrite(t.Name, target, t.Shape, stream => WriteTensor(model.Checkpoint, t, target, stream));
+        }).ToList();
+        ModelWriter.Write(outputPath, model.Config, model.Special, model.Tokenizer,
+            new Provenance(model.Source, ConverterVersion, scheme.Name), tensors, progress);
+    }
+
+    /// <summary>Streams the slices of a tensor, converting a bounded chunk of rows at a time when the type changes.</summary>
+    private static unsafe void WriteTensor(SafeTensorsCheckpoint checkpoint, ImportedTensor tensor, TensorType target, Stream output)
+    {
+        long cols = tensor.Shape[^1];
+        int chunkValues = (int)Math.Max(1 << 20, cols);
+        float[] values = ArrayPool<float>.Shared.Rent(chunkValues);
+        byte[] bytes = ArrayPool<byte>.Shared.Rent(chunkValues * 4);
+        try
+        {
+            foreach (var piece in tensor.Pieces)
+            {
+                var source = checkpoint.Get(piece.Source);
+                long rowValues = source.Shape.Length <= 1 ? 1 : source.Shape[1..].Aggregate(1L, (a, b) => a * b);
+                long rows = piece.Count < 0 ? (source.Shape.Length == 0 ? 1 : source.Shape[0]) : piece.Count;
+                int sourceSize = source.Type == TensorType.F32 ? 4 : 2;
+                long firstValue = piece.Start * rowValues, totalValues = rows * rowValues;
+                byte* start = (byte*)source.Data + firstValue * sourceSize;
+                if (target == source.Type)
+                {
+                    // Copied in pieces: a tensor may exceed the 2 GiB a span can address.
+                    for (long offset = 0, length = totalValues * sourceSize; offset < length; offset += 1 << 30)
+                        output.Write(new ReadOnlySpan<byte>(start + offset, (int)Math.Min(1 << 30, length - offset)));
+                    continue;
+                }
+                // Whole output rows per chunk so row-blocked encodings stay aligned.
+                long step = Math.Max(cols, chunkValues / cols * cols);
+                for (long done = 0; done < totalValues; done += step)
+                {
+                    int count = (int)Math.Min(step, totalValues - done);
+                    var src = new ReadOnlySpan<byte>(start + done * sourceSize, count * sourceSize);
+                    var chunk = values.AsSpan(0, count);
+                    Dequantize.Row(source.Type, src, chunk);
+                    int written = Encode.Rows(target, chunk, (int)cols, bytes);
+                    output.Write(bytes, 0, written);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(values);
+            ArrayPool<byte>.Shared.Return(bytes);
+        }
+    }
+}

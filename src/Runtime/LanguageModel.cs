@@ -1,0 +1,94 @@
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Conversion;
+using OnDeviceLlm.Runtime.Format;
+using OnDeviceLlm.Runtime.Import.HuggingFace;
+using OnDeviceLlm.Runtime.Inference;
+using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Quantization;
+using OnDeviceLlm.Runtime.Tokenization;
+
+namespace OnDeviceLlm.Runtime;
+
+public sealed record LoadOptions
+{
+    /// <summary>Storage types for a Hugging Face folder converted on load; ignored for .odlm files.</summary>
+    public QuantizationScheme Quantization { get; init; } = QuantizationScheme.Source;
+    public KernelBackend Backend { get; init; } = KernelBackend.Auto;
+    /// <summary>Compute threads; 0 = the number of physical cores.</summary>
+    public int Threads { get; init; }
+}
+
+/// <summary>
+/// A loaded model: memory-mapped weights, config, tokenizer and the forward pass over them.
+/// Thread-safe to share; each conversation gets its own <see cref="InferenceSession"/>.
+/// </summary>
+public sealed class LanguageModel : IDisposable
+{
+    private readonly Lazy<TextTokenizer?> _tokenizer;
+    private readonly string? _temporaryFile;
+
+    private LanguageModel(ModelFile file, IKernels kernels, string source, string? temporaryFile)
+    {
+        File = file;
+        Kernels = kernels;
+        Source = source;
+        _temporaryFile = temporaryFile;
+        Transformer = new Transformer(file.Config, file, kernels);
+        _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
+    }
+
+    /// <summary>Opens an .odlm file, or converts a Hugging Face folder in memory first.</summary>
+    public static LanguageModel Load(string path, LoadOptions? options = null)
+    {
+        options ??= new LoadOptions();
+        var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
+        if (Directory.Exists(path))
+        {
+            if (!HuggingFaceImporter.IsModelFolder(path))
+                throw new ModelFormatException(path, "is a folder without config.json, so not a Hugging Face model.");
+            string temporary = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"odllm-{Guid.NewGuid():N}.odlm");
+            ModelConverter.Convert(path, temporary, options.Quantization);
+            ModelFile file;
+            try { file = ModelFile.Open(temporary); }
+            catch { System.IO.File.Delete(temporary); throw; }
+            // The mapping outlives the name on Unix, so the converted copy never lingers on disk.
+            if (!OperatingSystem.IsWindows()) { System.IO.File.Delete(temporary); temporary = null!; }
+            return new LanguageModel(file, kernels, path, temporary);
+        }
+        if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"Model file {path} does not exist.", path);
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            throw new UnsupportedModelException($"{path}: GGUF files are not supported yet; convert the Hugging Face checkpoint instead.");
+        return new LanguageModel(ModelFile.Open(path), kernels, path, null);
+    }
+
+    public ModelFile File { get; }
+    public ModelConfig Config => File.Config;
+    public SpecialTokens Special => File.Special;
+    public IKernels Kernels { get; }
+    public Transformer Transformer { get; }
+    /// <summary>Where the model came from: the .odlm path or the Hugging Face folder.</summary>
+    public string Source { get; }
+
+    /// <summary>The tokenizer embedded in the model, or null for a model converted without one.</summary>
+    public TextTokenizer? Tokenizer => _tokenizer.Value;
+
+    public TextTokenizer RequireTokenizer() =>
+        Tokenizer ?? throw new TokenizerException($"{Source} has no tokenizer; pass token ids instead of text.");
+
+    public InferenceSession CreateSession(int? contextLength = null) => new(Transformer, contextLength);
+
+    /// <summary>Encodes a prompt, adding BOS when the model's tokenizer config asks for it.</summary>
+    public IReadOnlyList<int> EncodePrompt(string text)
+    {
+        var ids = RequireTokenizer().Encode(text);
+        if (!Special.AddBos || Special.Bos is not int bos) return ids;
+        return [bos, .. ids];
+    }
+
+    public void Dispose()
+    {
+        File.Dispose();
+        (Kernels as IDisposable)?.Dispose();
+        if (_temporaryFile is not null) System.IO.File.Delete(_temporaryFile);
+    }
+}

@@ -1,0 +1,111 @@
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Conversion;
+using OnDeviceLlm.Runtime.Inference;
+using OnDeviceLlm.Runtime.Quantization;
+using Xunit;
+
+namespace OnDeviceLlm.Runtime.Tests.Fixtures;
+
+/// <summary>
+/// Every fixture model against Hugging Face transformers' own numbers: logits within 1e-4, every argmax,
+/// the 16-token greedy continuation — straight from the HF folder (both kernel backends) and through a .odlm file.
+/// </summary>
+public class FixtureTests
+{
+    private const float Tolerance = 1e-4f;
+
+    public static IEnumerable<object[]> Cases() => FixtureReference.Cases();
+
+    [Theory, MemberData(nameof(Cases))]
+    public void HuggingFaceFolder_ManagedKernels_MatchesTransformers(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed });
+        Assert.IsType<ManagedKernels>(model.Kernels);
+        AssertMatchesReference(model, r);
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void HuggingFaceFolder_NativeKernels_MatchesTransformers(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Native });
+        Assert.IsType<NativeKernels>(model.Kernels);
+        AssertMatchesReference(model, r);
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void ConvertedModelFile_MatchesTransformers(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        string path = Path.Combine(Path.GetTempPath(), $"fixture-{fixture}-{Guid.NewGuid():N}.odlm");
+        try
+        {
+            ModelConverter.Convert(r.Folder, path, QuantizationScheme.Source);
+            using var model = LanguageModel.Load(path);
+            Assert.Equal(Path.GetFullPath(r.Folder), model.File.Provenance.Source);
+            AssertMatchesReference(model, r);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void PrefillThenDecode_EqualsTokenByTokenDecode(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder);
+        var ids = r.FullSequenceIds;
+        int split = r.InputIds.Length, vocab = model.Config.VocabSize;
+
+        var batched = model.CreateSession();
+        var expected = new float[ids.Length * vocab];
+        batched.Evaluate(ids.AsSpan(0, split), expected.AsSpan(0, split * vocab));
+        for (int i = split; i < ids.Length; i++) batched.Decode(ids[i]).CopyTo(expected.AsSpan(i * vocab, vocab));
+
+        var single = model.CreateSession();
+        for (int i = 0; i < ids.Length; i++)
+        {
+            var logits = single.Decode(ids[i]);
+            AssertClose(expected.AsSpan(i * vocab, vocab), logits, 1e-5f, $"position {i}");
+        }
+    }
+
+    internal static void AssertMatchesReference(LanguageModel model, FixtureReference r)
+    {
+        int vocab = model.Config.VocabSize;
+
+        // One forward pass over the prompt: every position's argmax, the middle and last logits.
+        var session = model.CreateSession();
+        var logits = new float[r.InputIds.Length * vocab];
+        session.Evaluate(r.InputIds, logits);
+        for (int p = 0; p < r.InputIds.Length; p++)
+            Assert.True(r.ArgmaxPerPosition[p] == Sampler.ArgMax(logits.AsSpan(p * vocab, vocab)), $"argmax differs at position {p}");
+        AssertClose(r.LogitsMid, logits.AsSpan(r.LogitsMidPosition * vocab, vocab), Tolerance, "logits_mid");
+        AssertClose(r.LogitsLast, logits.AsSpan((r.InputIds.Length - 1) * vocab, vocab), Tolerance, "logits_last");
+
+        // Greedy continuation through the KV cache.
+        var generator = new Generator(model.CreateSession(), new GenerationOptions { MaxNewTokens = r.GreedyNewTokens.Length, IgnoreEos = true }, model.Special.Eos);
+        Assert.Equal(r.GreedyNewTokens, generator.Generate(r.InputIds).ToArray());
+        Assert.Equal(FinishReason.Length, generator.FinishReason);
+
+        // The whole 40-token sequence in one pass: long positions and the sliding window.
+        var full = model.CreateSession();
+        var fullLogits = new float[r.FullSequenceIds.Length * vocab];
+        full.Evaluate(r.FullSequenceIds, fullLogits);
+        for (int p = 0; p < r.FullSequenceIds.Length; p++)
+            Assert.True(r.FullSequenceArgmax[p] == Sampler.ArgMax(fullLogits.AsSpan(p * vocab, vocab)), $"full-sequence argmax differs at position {p}");
+        AssertClose(r.FullSequenceLogitsLast, fullLogits.AsSpan((r.FullSequenceIds.Length - 1) * vocab, vocab), Tolerance, "full_sequence_logits_last");
+    }
+
+    internal static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, float tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float worst = 0; int at = -1;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            float diff = Math.Abs(expected[i] - actual[i]);
+            if (!(diff <= worst)) { worst = diff; at = i; }
+        }
+        Assert.True(worst <= tolerance, $"{what}: max |diff| {worst:G3} at index {at} (expected {expected[Math.Max(at, 0)]}, got {actual[Math.Max(at, 0)]}) exceeds {tolerance:G3}");
+    }
+}
