@@ -1,0 +1,38 @@
+using System.CommandLine;
+using OnDeviceLlm.Runtime.Conversion;
+using OnDeviceLlm.Runtime.Quantization;
+using Spectre.Console;
+
+namespace OnDeviceLlm.Cli.Commands;
+
+/// <summary><c>odllm convert &lt;hf-dir&gt; -o model.odlm [--quant q]</c></summary>
+internal static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var source = new Argument<string>("source") { Description = "A Hugging Face model folder (config.json, *.safetensors, tokenizer files)." };
+        var output = new Option<string>("--output", "-o") { Description = "The .odlm file to write.", Required = true };
+        var quant = new Option<string>("--quant") { Description = "Storage type of the matrices: source|f32|f16|bf16.", DefaultValueFactory = _ => "source" };
+        var command = new Command("convert", "Convert a checkpoint into one memory-mappable .odlm file.") { source, output, quant };
+        command.SetAction(parse => CliRunner.Run(() =>
+        {
+            var scheme = QuantizationScheme.Parse(parse.GetValue(quant)!);
+            string input = parse.GetValue(source)!, target = parse.GetValue(output)!;
+            if (!Directory.Exists(input)) throw new DirectoryNotFoundException($"{input} is not a Hugging Face model folder.");
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            console.Progress().AutoClear(true).Start(context =>
+            {
+                var task = context.AddTask("converting", maxValue: 1);
+                ModelConverter.Convert(input, target, scheme, new Progress<(int Done, int Total, string Name)>(p =>
+                {
+                    task.MaxValue = p.Total;
+                    task.Value = p.Done;
+                    task.Description = p.Name;
+                }));
+            });
+            Console.Error.WriteLine($"wrote {target} ({new FileInfo(target).Length:N0} bytes, {scheme})");
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using OnDeviceLlm.Runtime;
+using OnDeviceLlm.Runtime.Quantization;
+
+namespace OnDeviceLlm.Cli.Commands;
+
+/// <summary>The model argument and the options every model-running command shares.</summary>
+internal sealed class ModelOptions
+{
+    public readonly Argument<string> Model = new("model") { Description = "An .odlm file or a Hugging Face model folder." };
+    public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder on the fly: source|f32|f16|bf16." };
+    public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object on stdout." };
+    public readonly Option<int> Threads = new("--threads") { Description = "Compute threads (default: physical cores)." };
+
+    public void AddTo(Command command)
+    {
+        command.Add(Model);
+        command.Add(Quant);
+        command.Add(Json);
+        command.Add(Threads);
+    }
+
+    public LanguageModel Load(ParseResult parse)
+    {
+        string? quant = parse.GetValue(Quant);
+        var options = new LoadOptions
+        {
+            Quantization = quant is null ? QuantizationScheme.Source : QuantizationScheme.Parse(quant),
+            Threads = parse.GetValue(Threads),
+        };
+        return LanguageModel.Load(parse.GetValue(Model)!, options);
+    }
+}

@@ -1,0 +1,12 @@
+using System.CommandLine;
+using OnDeviceLlm.Cli.Commands;
+
+var root = new RootCommand("odllm: run large language models on this device.")
+{
+    ConvertCommand.Create(),
+    InfoCommand.Create(),
+    TokenizeCommand.Create(),
+    LogitsCommand.Create(),
+    GenerateCommand.Create(),
+};
+return root.Parse(args).Invoke();
