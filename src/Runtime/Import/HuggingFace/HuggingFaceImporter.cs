@@ -93,9 +93,10 @@ public static class HuggingFaceImporter
             if (!used.Contains(name) && !name.EndsWith(".inv_freq", StringComparison.Ordinal))
                 throw new UnsupportedModelException($"{folder}: checkpoint tensor {name} is not used by the {config.Architecture} architecture (an unsupported config option?).");
         }
+        var mapped = result.Select(t => t.Name).ToHashSet();
         foreach (var (name, _, required) in expected.Values)
         {
-            if (required && !result.Any(t => t.Name == name))
+            if (required && !mapped.Contains(name))
                 throw new ModelFormatException(folder, $"the checkpoint lacks the tensor that becomes {name}.");
         }
         return result;
