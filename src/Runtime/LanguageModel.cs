@@ -1,6 +1,7 @@
 using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Conversion;
 using OnDeviceLlm.Runtime.Format;
+using OnDeviceLlm.Runtime.Import.Gguf;
 using OnDeviceLlm.Runtime.Import.HuggingFace;
 using OnDeviceLlm.Runtime.Inference;
 using OnDeviceLlm.Runtime.Model;
@@ -11,7 +12,7 @@ namespace OnDeviceLlm.Runtime;
 
 public sealed record LoadOptions
 {
-    /// <summary>Storage types for a Hugging Face folder converted on load; ignored for .odlm files.</summary>
+    /// <summary>Storage types for a Hugging Face folder or GGUF file converted on load; ignored for .odlm files.</summary>
     public QuantizationScheme Quantization { get; init; } = QuantizationScheme.Source;
     public KernelBackend Backend { get; init; } = KernelBackend.Auto;
     /// <summary>Compute threads; 0 = the number of physical cores.</summary>
@@ -37,7 +38,7 @@ public sealed class LanguageModel : IDisposable
         _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
     }
 
-    /// <summary>Opens an .odlm file, or converts a Hugging Face folder in memory first.</summary>
+    /// <summary>Opens an .odlm file, or converts a Hugging Face folder or a GGUF file to a temporary .odlm first.</summary>
     public static LanguageModel Load(string path, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
@@ -46,19 +47,27 @@ public sealed class LanguageModel : IDisposable
         {
             if (!HuggingFaceImporter.IsModelFolder(path))
                 throw new ModelFormatException(path, "is a folder without config.json, so not a Hugging Face model.");
-            string temporary = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"odllm-{Guid.NewGuid():N}.odlm");
-            ModelConverter.Convert(path, temporary, options.Quantization);
-            ModelFile file;
-            try { file = ModelFile.Open(temporary); }
-            catch { System.IO.File.Delete(temporary); throw; }
-            // The mapping outlives the name on Unix, so the converted copy never lingers on disk.
-            if (!OperatingSystem.IsWindows()) { System.IO.File.Delete(temporary); temporary = null!; }
-            return new LanguageModel(file, kernels, path, temporary);
+            return ConvertAndOpen(path, options, kernels);
         }
         if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"Model file {path} does not exist.", path);
-        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
-            throw new UnsupportedModelException($"{path}: GGUF files are not supported yet; convert the Hugging Face checkpoint instead.");
+        if (GgufFile.IsGguf(path)) return ConvertAndOpen(path, options, kernels);
         return new LanguageModel(ModelFile.Open(path), kernels, path, null);
+    }
+
+    /// <summary>Converts a Hugging Face folder or a GGUF file to a temporary .odlm and maps it.</summary>
+    private static LanguageModel ConvertAndOpen(string path, LoadOptions options, IKernels kernels)
+    {
+        string temporary = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"odllm-{Guid.NewGuid():N}.odlm");
+        ModelFile file;
+        try
+        {
+            ModelConverter.Convert(path, temporary, options.Quantization);
+            file = ModelFile.Open(temporary);
+        }
+        catch { System.IO.File.Delete(temporary); throw; }
+        // The mapping outlives the name on Unix, so the converted copy never lingers on disk.
+        if (!OperatingSystem.IsWindows()) { System.IO.File.Delete(temporary); temporary = null!; }
+        return new LanguageModel(file, kernels, path, temporary);
     }
 
     public ModelFile File { get; }
@@ -66,7 +75,7 @@ public sealed class LanguageModel : IDisposable
     public SpecialTokens Special => File.Special;
     public IKernels Kernels { get; }
     public Transformer Transformer { get; }
-    /// <summary>Where the model came from: the .odlm path or the Hugging Face folder.</summary>
+    /// <summary>Where the model came from: the .odlm path, the Hugging Face folder or the GGUF file.</summary>
     public string Source { get; }
 
     /// <summary>The tokenizer embedded in the model, or null for a model converted without one.</summary>

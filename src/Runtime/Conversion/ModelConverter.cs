@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Reflection;
 using OnDeviceLlm.Runtime.Format;
+using OnDeviceLlm.Runtime.Import;
+using OnDeviceLlm.Runtime.Import.Gguf;
 using OnDeviceLlm.Runtime.Import.HuggingFace;
 using OnDeviceLlm.Runtime.Model;
 using OnDeviceLlm.Runtime.Quantization;
@@ -13,10 +15,10 @@ public static class ModelConverter
     public static string ConverterVersion { get; } =
         typeof(ModelConverter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    /// <summary>Converts a Hugging Face folder to <paramref name="outputPath"/>.</summary>
+    /// <summary>Converts a Hugging Face folder or a GGUF file to <paramref name="outputPath"/>.</summary>
     public static void Convert(string source, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
     {
-        using var imported = HuggingFaceImporter.Import(source);
+        using var imported = GgufFile.IsGguf(source) ? GgufImporter.Import(source) : HuggingFaceImporter.Import(source);
         Write(imported, outputPath, scheme, progress);
     }
 
@@ -25,14 +27,14 @@ public static class ModelConverter
         var tensors = model.Tensors.Select(t =>
         {
             var target = scheme.TargetFor(t.Name, t.Shape, t.SourceType);
-            return new TensorToWrite(t.Name, target, t.Shape, stream => WriteTensor(model.Checkpoint, t, target, stream));
+            return new TensorToWrite(t.Name, target, t.Shape, stream => WriteTensor(model.Weights, t, target, stream));
         }).ToList();
         ModelWriter.Write(outputPath, model.Config, model.Special, model.Tokenizer,
             new Provenance(model.Source, ConverterVersion, scheme.Name), tensors, progress);
     }
 
     /// <summary>Streams the slices of a tensor, converting a bounded chunk of rows at a time when the type changes.</summary>
-    private static unsafe void WriteTensor(SafeTensorsCheckpoint checkpoint, ImportedTensor tensor, TensorType target, Stream output)
+    private static unsafe void WriteTensor(ISourceTensors checkpoint, ImportedTensor tensor, TensorType target, Stream output)
     {
         long cols = tensor.Shape[^1];
         int chunkValues = (int)Math.Max(1 << 20, cols);
@@ -45,13 +47,12 @@ public static class ModelConverter
                 var source = checkpoint.Get(piece.Source);
                 long rowValues = source.Shape.Length <= 1 ? 1 : source.Shape[1..].Aggregate(1L, (a, b) => a * b);
                 long rows = piece.Count < 0 ? (source.Shape.Length == 0 ? 1 : source.Shape[0]) : piece.Count;
-                int sourceSize = source.Type == TensorType.F32 ? 4 : 2;
                 long firstValue = piece.Start * rowValues, totalValues = rows * rowValues;
-                byte* start = (byte*)source.Data + firstValue * sourceSize;
+                byte* start = (byte*)source.Data + BytesOf(source.Type, firstValue);
                 if (target == source.Type)
                 {
                     // Copied in pieces: a tensor may exceed the 2 GiB a span can address.
-                    for (long offset = 0, length = totalValues * sourceSize; offset < length; offset += 1 << 30)
+                    for (long offset = 0, length = BytesOf(source.Type, totalValues); offset < length; offset += 1 << 30)
                         output.Write(new ReadOnlySpan<byte>(start + offset, (int)Math.Min(1 << 30, length - offset)));
                     continue;
                 }
@@ -60,7 +61,7 @@ public static class ModelConverter
                 for (long done = 0; done < totalValues; done += step)
                 {
                     int count = (int)Math.Min(step, totalValues - done);
-                    var src = new ReadOnlySpan<byte>(start + done * sourceSize, count * sourceSize);
+                    var src = new ReadOnlySpan<byte>(start + BytesOf(source.Type, done), (int)BytesOf(source.Type, count));
                     var chunk = values.AsSpan(0, count);
                     Dequantize.Row(source.Type, src, chunk);
                     int written = Encode.Rows(target, chunk, (int)cols, bytes);
@@ -74,4 +75,7 @@ public static class ModelConverter
             ArrayPool<byte>.Shared.Return(bytes);
         }
     }
+
+    /// <summary>Bytes of <paramref name="values"/> consecutive values; whole blocks for Q8_0/Q4_0 sources (GGUF), whose rows are block multiples.</summary>
+    private static long BytesOf(TensorType type, long values) => TensorTypes.ByteLength(type, [values]);
 }

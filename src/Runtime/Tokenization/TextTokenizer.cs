@@ -28,6 +28,7 @@ public sealed class TextTokenizer
     {
         ArgumentNullException.ThrowIfNull(files);
         IReadOnlyDictionary<string, byte[]> f = files.Files;
+        if (f.TryGetValue(GgufTokenizer.FileName, out byte[]? gguf)) return new TextTokenizer(GgufTokenizer.FromBytes(gguf));
         TokenizerConfig config = TokenizerConfig.Read(f);
         if (f.TryGetValue("tokenizer.json", out byte[]? json))
         {
@@ -49,12 +50,13 @@ public sealed class TextTokenizer
         throw new TokenizerException("No tokenizer model file: expected tokenizer.json, tokenizer.model, or vocab.json with merges.txt.");
     }
 
-    /// <summary>Loads a tokenizer.json / tokenizer.model file (with the config files beside it) or a folder holding them.</summary>
+    /// <summary>Loads a tokenizer.json / tokenizer.model file (with the config files beside it), a folder holding them, or a GGUF file's tokenizer.</summary>
     public static TextTokenizer LoadFromPath(string fileOrFolder)
     {
         ArgumentException.ThrowIfNullOrEmpty(fileOrFolder);
         if (Directory.Exists(fileOrFolder)) return Load(ReadFiles(fileOrFolder));
         if (!File.Exists(fileOrFolder)) throw new TokenizerException($"{fileOrFolder}: no such file or folder.");
+        if (fileOrFolder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return new TextTokenizer(GgufTokenizer.FromFile(fileOrFolder));
         string role = Path.GetExtension(fileOrFolder).ToLowerInvariant() switch
         {
             ".json" => "tokenizer.json",

@@ -6,28 +6,6 @@ using OnDeviceLlm.Runtime.Tokenization;
 
 namespace OnDeviceLlm.Runtime.Import.HuggingFace;
 
-/// <summary>One canonical tensor of an import: where its rows come from in the checkpoint, and its final shape.</summary>
-public sealed record ImportedTensor(string Name, long[] Shape, TensorType SourceType, IReadOnlyList<RowSlice> Pieces);
-
-/// <summary>A checkpoint read and mapped onto the canonical model, ready to be written as a model file.</summary>
-public sealed class ImportedModel : IDisposable
-{
-    internal ImportedModel(string source, ModelConfig config, SpecialTokens special, TokenizerFiles tokenizer,
-                           IReadOnlyList<ImportedTensor> tensors, SafeTensorsCheckpoint checkpoint)
-    {
-        Source = source; Config = config; Special = special; Tokenizer = tokenizer; Tensors = tensors; Checkpoint = checkpoint;
-    }
-
-    public string Source { get; }
-    public ModelConfig Config { get; }
-    public SpecialTokens Special { get; }
-    public TokenizerFiles Tokenizer { get; }
-    public IReadOnlyList<ImportedTensor> Tensors { get; }
-    public SafeTensorsCheckpoint Checkpoint { get; }
-
-    public void Dispose() => Checkpoint.Dispose();
-}
-
 /// <summary>Reads a Hugging Face model folder: config.json, safetensors (one file or shards), tokenizer and generation configs.</summary>
 public static class HuggingFaceImporter
 {
@@ -46,7 +24,7 @@ public static class HuggingFaceImporter
             var tensors = MapTensors(folder, architecture, config, checkpoint);
             var tokenizer = HasTokenizer(folder) ? TextTokenizer.ReadFiles(folder) : TokenizerFiles.None;
             var special = ReadSpecialTokens(folder, hf, config, tokenizer);
-            return new ImportedModel(Path.GetFullPath(folder), config, special, tokenizer, tensors, checkpoint);
+            return new ImportedModel(Path.GetFullPath(folder), config, special, tokenizer, tensors, new CheckpointTensors(checkpoint));
         }
         catch
         {
@@ -148,5 +126,16 @@ public static class HuggingFaceImporter
             }
         }
         return new SpecialTokens { Bos = bos, Eos = eos, Pad = pad, AddBos = addBos && bos is not null, ChatTemplate = chatTemplate };
+    }
+
+    private sealed class CheckpointTensors(SafeTensorsCheckpoint checkpoint) : ISourceTensors
+    {
+        public SourceTensor Get(string name)
+        {
+            var t = checkpoint.Get(name);
+            return new SourceTensor(t.Type, t.Shape, t.Data);
+        }
+
+        public void Dispose() => checkpoint.Dispose();
     }
 }

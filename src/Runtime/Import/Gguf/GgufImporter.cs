@@ -1,0 +1,110 @@
+using OnDeviceLlm.Runtime.Architectures;
+using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Tokenization;
+
+namespace OnDeviceLlm.Runtime.Import.Gguf;
+
+/// <summary>
+/// Reads a llama.cpp GGUF model: its metadata becomes the <see cref="ModelConfig"/>, its tensors (already named as
+/// ours) become the import's tensors, its tokenizer metadata is embedded as a vocab-only GGUF (see <see cref="GgufTokenizer"/>).
+/// </summary>
+public static class GgufImporter
+{
+    public static ImportedModel Import(string path)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            var config = GgufConfig.Read(file);
+            var tensors = MapTensors(file, config);
+            var special = ReadSpecialTokens(file.Metadata, config);
+            var tokenizer = file.Metadata.Contains(GgufTokenizer.ModelKey) ? GgufTokenizer.Extract(file.Metadata) : TokenizerFiles.None;
+            return new ImportedModel(Path.GetFullPath(path), config, special, tokenizer, tensors, new FileTensors(file));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static IReadOnlyList<ImportedTensor> MapTensors(GgufFile file, ModelConfig config)
+    {
+        var expected = TensorNames.Expected(config).ToDictionary(e => e.Name);
+        var result = new List<ImportedTensor>();
+        foreach (var info in file.Tensors)
+        {
+            if (!expected.TryGetValue(info.Name, out var e))
+                throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is not used by the {config.Architecture} architecture as configured (an unsupported model option?).");
+            long[] shape = info.Shape;
+            if (!shape.AsSpan().SequenceEqual(e.Shape))
+                throw new ModelFormatException(file.Path, $"tensor {info.Name} has shape [{string.Join(", ", shape)}] but this config needs [{string.Join(", ", e.Shape)}].");
+            var type = GgmlTypes.ToTensorType(info.Type)
+                ?? throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0); use a GGUF quantized to Q8_0 or Q4_0, or convert the original checkpoint.");
+            result.Add(new ImportedTensor(info.Name, e.Shape, type, Pieces(info.Name, config)));
+        }
+        foreach (var (name, _, required) in expected.Values)
+            if (required && !file.Contains(name))
+                throw new ModelFormatException(file.Path, $"the file lacks tensor {name}, which a {config.Architecture} model needs.");
+        return result;
+    }
+
+    /// <summary>
+    /// llama.cpp's converter permutes the rows of Q and K so that each rotary pair (i, i + d/2) of Hugging Face's
+    /// rotate-half layout sits on adjacent rows (2i, 2i + 1), for its interleaved RoPE. The forward pass here uses
+    /// rotate-half, so each head's even rows are taken first, then its odd rows: the inverse of convert_hf_to_gguf's permute.
+    /// </summary>
+    private static IReadOnlyList<RowSlice> Pieces(string name, ModelConfig config)
+    {
+        bool interleaved = config.Architecture == "llama"
+            && (name.EndsWith("." + TensorNames.AttnQ, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnK, StringComparison.Ordinal)
+                || name.EndsWith("." + TensorNames.AttnQBias, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnKBias, StringComparison.Ordinal));
+        if (!interleaved) return [RowSlice.All(name)];
+        int heads = name.Contains("attn_q", StringComparison.Ordinal) ? config.NumHeads : config.NumKvHeads, d = config.HeadDim;
+        var pieces = new RowSlice[heads * d];
+        int k = 0;
+        for (int h = 0; h < heads; h++)
+            for (int parity = 0; parity < 2; parity++)
+                for (int i = parity; i < d; i += 2)
+                    pieces[k++] = new RowSlice(name, (long)h * d + i, 1);
+        return pieces;
+    }
+
+    /// <summary>Special ids from tokenizer.ggml.*; llama.cpp writes -1 (as uint32) or an out-of-range id for "none".</summary>
+    internal static SpecialTokens ReadSpecialTokens(GgufMetadata m, ModelConfig? config)
+    {
+        int vocab = config?.VocabSize ?? m.Array<string>(GgufTokenizer.TokensKey)?.Length ?? int.MaxValue;
+        int? Id(string key)
+        {
+            if (!m.Values.TryGetValue(key, out var raw) || raw.Value is ulong and > long.MaxValue) return null;
+            long? v = m.Integer(key);
+            return v >= 0 && v < vocab ? (int)v : null;
+        }
+        int? bos = Id("tokenizer.ggml.bos_token_id");
+        var eos = new List<int>();
+        // llama.cpp ends generation at EOS and also at the end-of-turn / end-of-message tokens chat models declare.
+        foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id" })
+            if (Id(key) is int id && !eos.Contains(id)) eos.Add(id);
+        string model = m.String(GgufTokenizer.ModelKey) ?? "";
+        bool addBos = m.Bool("tokenizer.ggml.add_bos_token") ?? model is "llama";
+        return new SpecialTokens
+        {
+            Bos = bos,
+            Eos = eos,
+            Pad = Id("tokenizer.ggml.padding_token_id"),
+            AddBos = addBos && bos is not null,
+            ChatTemplate = m.String("tokenizer.chat_template"),
+        };
+    }
+
+    private sealed class FileTensors(GgufFile file) : ISourceTensors
+    {
+        public SourceTensor Get(string name)
+        {
+            var t = file.GetTensor(name);
+            return new SourceTensor(t.Type, t.Shape, t.Data);
+        }
+
+        public void Dispose() => file.Dispose();
+    }
+}

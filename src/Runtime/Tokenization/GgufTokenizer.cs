@@ -1,0 +1,213 @@
+using System.Text;
+using System.Text.Json;
+using OnDeviceLlm.Runtime.Import.Gguf;
+using OnDeviceLlm.Runtime.Model;
+
+namespace OnDeviceLlm.Runtime.Tokenization;
+
+/// <summary>
+/// A tokenizer from GGUF metadata (<c>tokenizer.ggml.*</c>), built on the same backends as the Hugging Face files:
+/// <c>llama</c> (SentencePiece BPE: tokens, scores, token types, byte fallback) becomes the SentencePiece model
+/// it was exported from and goes through <see cref="HfBpeBackend.FromSentencePiece"/>; <c>gpt2</c> (byte-level
+/// BPE: tokens, merges, a named pre-tokenizer) becomes the tokenizer.json it was exported from. A model file keeps
+/// the metadata itself, as a vocab-only GGUF named <see cref="FileName"/>.
+/// </summary>
+internal static class GgufTokenizer
+{
+    public const string FileName = "tokenizer.gguf";
+    public const string ModelKey = "tokenizer.ggml.model";
+    public const string TokensKey = "tokenizer.ggml.tokens";
+
+    // llama.cpp's token types, which are SentencePiece's piece types.
+    private const int Normal = 1, Control = 3, UserDefined = 4, Byte = 6;
+
+    /// <summary>The tokenizer part of a GGUF's metadata as a vocab-only GGUF, to embed in a model file.</summary>
+    public static TokenizerFiles Extract(GgufMetadata metadata)
+    {
+        var keys = metadata.Values.Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal) || kv.Key == "general.architecture");
+        return new TokenizerFiles(new Dictionary<string, byte[]>(StringComparer.Ordinal) { [FileName] = GgufWriter.MetadataOnly(keys) });
+    }
+
+    public static TokenizerBackend FromBytes(byte[] gguf) => Create(GgufFile.ParseHeader(FileName, gguf).Metadata);
+
+    public static TokenizerBackend FromFile(string path)
+    {
+        using var file = GgufFile.Open(path);
+        return Create(file.Metadata);
+    }
+
+    public static TokenizerBackend Create(GgufMetadata m)
+    {
+        string model = m.String(ModelKey) ?? throw new TokenizerException($"{m.Path}: the GGUF has no tokenizer ({ModelKey} is missing).");
+        string[] tokens = m.Array<string>(TokensKey) ?? throw new TokenizerException($"{m.Path}: {TokensKey} is missing.");
+        if (tokens.Length == 0) throw new TokenizerException($"{m.Path}: {TokensKey} is empty.");
+        int[] types = m.IntArray("tokenizer.ggml.token_type") ?? Enumerable.Repeat(Normal, tokens.Length).ToArray();
+        if (types.Length != tokens.Length)
+            throw new TokenizerException($"{m.Path}: tokenizer.ggml.token_type has {types.Length} entries for {tokens.Length} tokens.");
+        return model switch
+        {
+            "llama" => SentencePiece(m, tokens, types),
+            "gpt2" => ByteLevelBpe(m, tokens, types),
+            _ => throw new TokenizerException($"{m.Path}: tokenizer model \"{model}\" is not supported (only llama and gpt2)."),
+        };
+    }
+
+    private static TokenizerBackend SentencePiece(GgufMetadata m, string[] tokens, int[] types)
+    {
+        float[] scores = m.Array<float>("tokenizer.ggml.scores") ?? new float[tokens.Length];
+        if (scores.Length != tokens.Length)
+            throw new TokenizerException($"{m.Path}: tokenizer.ggml.scores has {scores.Length} entries for {tokens.Length} tokens.");
+        var proto = new ProtoWriter();
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            var piece = new ProtoWriter();
+            piece.String(1, tokens[i]);
+            piece.Float(2, scores[i]);
+            piece.Varint(3, types[i] is >= 1 and <= 6 ? types[i] : Normal);
+            proto.Message(1, piece);
+        }
+        var trainer = new ProtoWriter();
+        trainer.Varint(3, 2); // BPE: llama.cpp's "llama" vocabulary is merged by piece score, as SentencePiece BPE does
+        trainer.Varint(35, types.Contains(Byte) ? 1 : 0);
+        trainer.Varint(40, Id(m, "tokenizer.ggml.unknown_token_id", tokens.Length) ?? 0);
+        trainer.Varint(41, Id(m, "tokenizer.ggml.bos_token_id", tokens.Length) ?? -1);
+        trainer.Varint(42, Id(m, "tokenizer.ggml.eos_token_id", tokens.Length) ?? -1);
+        proto.Message(2, trainer);
+        var normalizer = new ProtoWriter();
+        normalizer.String(1, "identity");
+        // llama.cpp's defaults when the keys are absent: a dummy prefix, extra whitespace kept.
+        normalizer.Varint(3, m.Bool("tokenizer.ggml.add_space_prefix") ?? true ? 1 : 0);
+        normalizer.Varint(4, m.Bool("tokenizer.ggml.remove_extra_whitespaces") ?? false ? 1 : 0);
+        normalizer.Varint(5, 1);
+        proto.Message(3, normalizer);
+
+        var spm = SentencePieceModel.Parse(proto.ToArray());
+        return HfBpeBackend.FromSentencePiece(spm, Config(m, tokens, addBosDefault: true));
+    }
+
+    private static TokenizerBackend ByteLevelBpe(GgufMetadata m, string[] tokens, int[] types)
+    {
+        string[] merges = m.Array<string>("tokenizer.ggml.merges") ?? throw new TokenizerException($"{m.Path}: tokenizer.ggml.merges is missing.");
+        string pre = m.String("tokenizer.ggml.pre") ?? "default";
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("model");
+            w.WriteString("type", "BPE");
+            w.WriteStartObject("vocab");
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (int i = 0; i < tokens.Length; i++)
+                if (seen.Add(tokens[i])) w.WriteNumber(tokens[i], i);
+            w.WriteEndObject();
+            w.WriteStartArray("merges");
+            foreach (string merge in merges) w.WriteStringValue(merge);
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteStartArray("added_tokens");
+            for (int i = 0; i < tokens.Length; i++)
+            {
+                if (types[i] is not (Control or UserDefined)) continue;
+                w.WriteStartObject();
+                w.WriteNumber("id", i);
+                w.WriteString("content", tokens[i]);
+                w.WriteBoolean("special", types[i] == Control);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WritePropertyName("pre_tokenizer");
+            WritePreTokenizer(w, m.Path, pre);
+            w.WriteStartObject("decoder");
+            w.WriteString("type", "ByteLevel");
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        HfBpeBackend? backend = null;
+        var config = Config(m, tokens, addBosDefault: false);
+        TokenizerConfig.Parse(m.Path, buffer.ToArray(), root => backend = HfBpeBackend.FromTokenizerJson(root, config));
+        return backend!;
+    }
+
+    /// <summary>The Hugging Face pre-tokenizer of each llama.cpp pre-tokenizer name (llama-vocab.cpp's regex sets).</summary>
+    private static void WritePreTokenizer(Utf8JsonWriter w, string path, string pre)
+    {
+        const string byteLevel = """{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}""";
+        string json = pre switch
+        {
+            "default" or "gpt-2" => byteLevel,
+            "falcon" => """{"type":"Sequence","pretokenizers":[{"type":"Punctuation","behavior":"Contiguous"},""" + byteLevel
+                        + """,{"type":"Digits","individual_digits":false},{"type":"Split","pattern":{"Regex":"[0-9][0-9][0-9]"},"behavior":"Isolated","invert":false}]}""",
+            _ => throw new TokenizerException($"{path}: the GGUF pre-tokenizer \"{pre}\" is not supported (supported: default, gpt-2, falcon)."),
+        };
+        w.WriteRawValue(json);
+    }
+
+    /// <summary>A tokenizer_config.json equivalent: BOS/EOS tokens and whether encoding with special tokens adds them.</summary>
+    private static TokenizerConfig Config(GgufMetadata m, string[] tokens, bool addBosDefault)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("add_bos_token", m.Bool("tokenizer.ggml.add_bos_token") ?? addBosDefault);
+            w.WriteBoolean("add_eos_token", m.Bool("tokenizer.ggml.add_eos_token") ?? false);
+            // llama.cpp never applies transformers' clean_up_tokenization_spaces.
+            w.WriteBoolean("clean_up_tokenization_spaces", false);
+            if (Id(m, "tokenizer.ggml.bos_token_id", tokens.Length) is int bos) w.WriteString("bos_token", tokens[bos]);
+            if (Id(m, "tokenizer.ggml.eos_token_id", tokens.Length) is int eos) w.WriteString("eos_token", tokens[eos]);
+            w.WriteEndObject();
+        }
+        return TokenizerConfig.Read(new Dictionary<string, byte[]> { ["tokenizer_config.json"] = buffer.ToArray() });
+    }
+
+    /// <summary>A token id key; llama.cpp writes -1 (often as uint32) or an out-of-range id for "none".</summary>
+    private static int? Id(GgufMetadata m, string key, int count)
+    {
+        if (!m.Values.TryGetValue(key, out var raw) || raw.Value is ulong and > long.MaxValue) return null;
+        long? v = m.Integer(key);
+        return v >= 0 && v < count ? (int)v : null;
+    }
+
+    /// <summary>Just enough protobuf encoding to write a SentencePiece ModelProto.</summary>
+    private sealed class ProtoWriter
+    {
+        private readonly MemoryStream _buffer = new();
+
+        public byte[] ToArray() => _buffer.ToArray();
+
+        public void Varint(int field, long value)
+        {
+            Raw(((ulong)field << 3) | 0);
+            Raw((ulong)value);
+        }
+
+        public void Float(int field, float value)
+        {
+            Raw(((ulong)field << 3) | 5);
+            Span<byte> b = stackalloc byte[4];
+            BitConverter.TryWriteBytes(b, value);
+            _buffer.Write(b);
+        }
+
+        public void String(int field, string value) => Bytes(field, Encoding.UTF8.GetBytes(value));
+
+        public void Message(int field, ProtoWriter message) => Bytes(field, message.ToArray());
+
+        private void Bytes(int field, byte[] bytes)
+        {
+            Raw(((ulong)field << 3) | 2);
+            Raw((ulong)bytes.Length);
+            _buffer.Write(bytes);
+        }
+
+        private void Raw(ulong value)
+        {
+            while (value >= 0x80)
+            {
+                _buffer.WriteByte((byte)(value | 0x80));
+                value >>= 7;
+            }
+            _buffer.WriteByte((byte)value);
+        }
+    }
+}
