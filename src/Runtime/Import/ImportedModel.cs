@@ -12,13 +12,8 @@ public interface ISourceTensors : IDisposable
     SourceTensor Get(string name);
 }
 
-/// <summary>
-/// One canonical tensor of an import: where its rows come from in the checkpoint, and its final shape.
-/// When <paramref name="InterleavedRopeHeadDim"/> is set, each group of that many rows is stored in llama.cpp's
-/// interleaved-RoPE order (rotary pairs on adjacent rows) and is written back in the rotate-half order the
-/// forward pass uses: the group's even rows, then its odd rows.
-/// </summary>
-public sealed record ImportedTensor(string Name, long[] Shape, TensorType SourceType, IReadOnlyList<RowSlice> Pieces, int InterleavedRopeHeadDim = 0);
+/// <summary>One canonical tensor of an import: where its rows come from in the checkpoint, and its final shape.</summary>
+public sealed record ImportedTensor(string Name, long[] Shape, TensorType SourceType, IReadOnlyList<RowSlice> Pieces);
 
 /// <summary>A checkpoint read and mapped onto the canonical model, ready to be written as a model file.</summary>
 public sealed class ImportedModel : IDisposable

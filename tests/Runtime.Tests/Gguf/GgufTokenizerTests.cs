@@ -1,0 +1,101 @@
+using System.Text.Json;
+using OnDeviceLlm.Runtime.Import.Gguf;
+using OnDeviceLlm.Runtime.Tokenization;
+using Xunit;
+
+namespace OnDeviceLlm.Runtime.Tests.Gguf;
+
+/// <summary>The real tokenizers' vocab-only GGUF files (llama.cpp's models/ggml-vocab-*.gguf) against the gold encodings.</summary>
+public class GgufTokenizerTests
+{
+    private static readonly Dictionary<string, TextTokenizer> Loaded = new();
+
+    internal static readonly (string Folder, string File)[] Vocabularies =
+    [
+        ("llama2-tokenizer", "ggml-vocab-llama-spm.gguf"), ("falcon-tokenizer", "ggml-vocab-falcon.gguf"),
+        ("gpt2-tokenizer", "ggml-vocab-gpt-2.gguf"), ("stablelm-3b-4e1t-tokenizer", "ggml-vocab-stablelm.gguf"),
+        ("phi-3-tokenizer", "ggml-vocab-phi-3.gguf"),
+    ];
+
+    private static TextTokenizer Tokenizer(string path)
+    {
+        lock (Loaded)
+        {
+            if (!Loaded.TryGetValue(path, out var tok)) Loaded[path] = tok = TextTokenizer.LoadFromPath(path);
+            return tok;
+        }
+    }
+
+    public static IEnumerable<object[]> Cases()
+    {
+        foreach (var (folder, file) in Vocabularies)
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(TestPaths.Models, folder, "reference-encodings.json")));
+            int i = 0;
+            foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
+                yield return [new Tokenization.TokenizerCase(Path.Combine(folder, file), i++, c.GetProperty("input").GetString()!,
+                    c.GetProperty("add_special_tokens").GetBoolean(), c.GetProperty("expected_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+                    c.TryGetProperty("expected_decoded", out var d) ? d.GetString() : null, null)];
+        }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void VocabOnlyGgufEncodesLikeTheReference(Tokenization.TokenizerCase c)
+    {
+        var tok = Tokenizer(Path.Combine(TestPaths.Models, c.Source));
+        Assert.Equal(c.Ids, tok.Encode(c.Text, c.AddSpecialTokens).ToArray());
+    }
+
+    [Theory]
+    [InlineData("llama2-tokenizer/ggml-vocab-llama-spm.gguf", "llama2-tokenizer/tokenizer.model")]
+    [InlineData("gpt2-tokenizer/ggml-vocab-gpt-2.gguf", "gpt2-tokenizer/tokenizer.json")]
+    [InlineData("falcon-tokenizer/ggml-vocab-falcon.gguf", "falcon-tokenizer/tokenizer.json")]
+    public void GgufDecodesLikeTheOriginalTokenizerFile(string gguf, string original)
+    {
+        var a = Tokenizer(Path.Combine(TestPaths.Models, gguf));
+        var b = TextTokenizer.LoadFromPath(Path.Combine(TestPaths.Models, original));
+        string text = "Hello world! Ünïcödé 日本語 🦙 tabs\tand\nnewlines   and 12345 digits";
+        int[] ids = b.Encode(text).ToArray();
+        Assert.Equal(ids, a.Encode(text));
+        Assert.Equal(b.Decode(ids), a.Decode(ids));
+        Assert.Equal(b.VocabSize, a.VocabSize);
+    }
+
+    [Fact]
+    public void EmbeddedVocabOnlyGgufRoundTripsThroughTokenizerFiles()
+    {
+        using var file = GgufFile.Open(Path.Combine(TestPaths.Models, "phi-3-tokenizer", "ggml-vocab-phi-3.gguf"));
+        var files = GgufTokenizer.Extract(file.Metadata);
+        Assert.Equal([GgufTokenizer.FileName], files.Files.Keys);
+        var (metadata, tensors) = GgufFile.ParseHeader("embedded", files.Files[GgufTokenizer.FileName]);
+        Assert.Empty(tensors);
+        Assert.Equal(file.Metadata.Array<string>(GgufTokenizer.TokensKey), metadata.Array<string>(GgufTokenizer.TokensKey));
+        Assert.Equal(file.Metadata.String("tokenizer.chat_template"), metadata.String("tokenizer.chat_template"));
+        Assert.False(metadata.Contains("phi3.block_count"));
+        var tok = TextTokenizer.Load(files);
+        Assert.Equal(Tokenizer(file.Path).Encode("Hello <|user|> world"), tok.Encode("Hello <|user|> world"));
+    }
+
+    [Fact]
+    public void SpecialTokensComeFromTheMetadata()
+    {
+        using var file = GgufFile.Open(Path.Combine(TestPaths.Models, "phi-3-tokenizer", "ggml-vocab-phi-3.gguf"));
+        var special = GgufImporter.ReadSpecialTokens(file.Metadata, null);
+        Assert.Equal(1, special.Bos);
+        Assert.Equal([32000], special.Eos);
+        Assert.Equal(32000, special.Pad);
+        Assert.True(special.AddBos);
+        Assert.StartsWith("{{ bos_token }}", special.ChatTemplate);
+    }
+
+    [Fact]
+    public void UnsupportedTokenizerModelIsATokenizerException()
+    {
+        var bytes = GgufWriter.MetadataOnly([
+            new("tokenizer.ggml.model", new GgufValue(GgufValueType.String, "t5")),
+            new("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new[] { "a" }, GgufValueType.String))]);
+        var files = new Model.TokenizerFiles(new Dictionary<string, byte[]> { [GgufTokenizer.FileName] = bytes });
+        var ex = Assert.Throws<TokenizerException>(() => TextTokenizer.Load(files));
+        Assert.Contains("\"t5\"", ex.Message);
+    }
+}
