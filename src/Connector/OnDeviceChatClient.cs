@@ -1,0 +1,347 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using OnDeviceLlm.Connector.ChatTemplates;
+using OnDeviceLlm.Connector.Diagnostics;
+using OnDeviceLlm.Runtime;
+using OnDeviceLlm.Runtime.Inference;
+
+namespace OnDeviceLlm.Connector;
+
+/// <summary>
+/// An <see cref="IChatClient"/> that runs a <see cref="LanguageModel"/> in process.
+/// <para>
+/// ChatOptions honoured: MaxOutputTokens, Temperature (0 = greedy), TopP, TopK, Seed, StopSequences,
+/// FrequencyPenalty, PresencePenalty, ModelId (must name this client's model), and in AdditionalProperties
+/// <c>min_p</c> (float in [0, 1]) and <c>repetition_penalty</c> (float &gt; 0, HF semantics). Settings left unset
+/// come from <see cref="OnDeviceChatClientOptions.DefaultSampling"/>. Tools, JSON response formats and
+/// ConversationId are rejected with <see cref="NotSupportedException"/> rather than silently ignored.
+/// </para>
+/// <para>
+/// Requests are served one at a time in arrival order (a model has one KV cache here); concurrent callers
+/// wait their turn. Generation runs on a thread-pool thread, so a caller's synchronization context is never
+/// blocked. The last response's final update carries <see cref="UsageContent"/> and, in AdditionalProperties,
+/// <see cref="TimeToFirstTokenKey"/> (milliseconds) and <see cref="TokensPerSecondKey"/>.
+/// </para>
+/// </summary>
+public sealed partial class OnDeviceChatClient : IChatClient
+{
+    public const string ProviderName = "OnDeviceLlm";
+    /// <summary>AdditionalProperties key (ChatOptions): min-p filter, a number in [0, 1].</summary>
+    public const string MinPKey = "min_p";
+    /// <summary>AdditionalProperties key (ChatOptions): HF repetition penalty, a number &gt; 0 (1 = off).</summary>
+    public const string RepetitionPenaltyKey = "repetition_penalty";
+    /// <summary>AdditionalProperties key (responses): time to first token in milliseconds.</summary>
+    public const string TimeToFirstTokenKey = "time_to_first_token_ms";
+    /// <summary>AdditionalProperties key (responses): generated tokens per second after the first token.</summary>
+    public const string TokensPerSecondKey = "tokens_per_second";
+
+    private readonly LanguageModel _model;
+    private readonly OnDeviceChatClientOptions _options;
+    private readonly PromptEncoder _encoder;
+    private readonly ChatClientMetadata _metadata;
+    private readonly ILogger _logger;
+    private readonly OnDeviceLlmMetrics _metrics;
+    private readonly bool _ownsMetrics;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    // The one KV cache and the tokens it holds (always session.Position of them); touched only under _gate.
+    private InferenceSession? _session;
+    private readonly List<int> _cached = [];
+    private float[]? _logits;
+    private volatile bool _disposed;
+
+    /// <summary>Test hook: called on the generating thread after each sampled token with the count so far.</summary>
+    internal Action<int>? TokenSampled { get; set; }
+
+    /// <param name="model">A loaded model with a tokenizer.</param>
+    /// <param name="options">Serving options; null takes the defaults.</param>
+    /// <param name="logger">Receives one debug line per request and errors; null logs nothing.</param>
+    /// <param name="metrics">Where measurements go; null creates instruments on a meter of the client's own.</param>
+    /// <exception cref="TokenizerException">The model has no tokenizer.</exception>
+    public OnDeviceChatClient(LanguageModel model, OnDeviceChatClientOptions? options = null, ILogger? logger = null, OnDeviceLlmMetrics? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        _model = model;
+        _options = options ?? new OnDeviceChatClientOptions();
+        if (_options.ContextLength is int n && (n <= 0 || n > model.Config.ContextLength))
+            throw new ArgumentOutOfRangeException(nameof(options), n, $"ContextLength must be between 1 and the model's {model.Config.ContextLength}.");
+        if (_options.DefaultMaxOutputTokens is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.DefaultMaxOutputTokens, "DefaultMaxOutputTokens must be positive.");
+        _options.DefaultSampling.Validate();
+        var tokenizer = model.RequireTokenizer();
+        Template = _options.ChatTemplate ?? ChatTemplateSelector.Select(model.Config.Architecture, model.Special.ChatTemplate,
+            token => tokenizer.TokenToId(token) is not null);
+        _encoder = new PromptEncoder(model, Template);
+        ModelId = _options.ModelId ?? DefaultModelId(model.Source);
+        _metadata = new ChatClientMetadata(ProviderName, null, ModelId);
+        _logger = logger ?? NullLogger.Instance;
+        _ownsMetrics = metrics is null;
+        _metrics = metrics ?? new OnDeviceLlmMetrics();
+    }
+
+    public string ModelId { get; }
+    public LanguageModel Model => _model;
+    public ChatTemplate Template { get; }
+
+    /// <summary>The prompt this client would evaluate for <paramref name="messages"/>, as text and token ids.</summary>
+    public (string Text, int[] Ids) RenderPrompt(IEnumerable<ChatMessage> messages)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        string text = Template.Render(messages as IReadOnlyList<ChatMessage> ?? [.. messages], _encoder.Tokens, addGenerationPrompt: true);
+        return (text, _encoder.Encode(text));
+    }
+
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken).ConfigureAwait(false);
+
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var request = CreateRequest(messages, options);
+        string responseId = "odllm-" + Guid.NewGuid().ToString("N");
+        var created = DateTimeOffset.UtcNow;
+        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Task<Outcome> producer;
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            producer = Task.Run(() => Produce(request, channel.Writer, stop.Token), CancellationToken.None);
+        }
+        catch
+        {
+            _gate.Release();
+            stop.Dispose();
+            throw;
+        }
+        try
+        {
+            await foreach (string piece in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                yield return new ChatResponseUpdate(ChatRole.Assistant, piece)
+                {
+                    ResponseId = responseId, MessageId = responseId, CreatedAt = created, ModelId = ModelId,
+                };
+            }
+            var outcome = await producer.ConfigureAwait(false);
+            var s = outcome.Stats;
+            var final = new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(new UsageDetails
+            {
+                InputTokenCount = s.InputTokens, CachedInputTokenCount = s.ReusedTokens, OutputTokenCount = s.OutputTokens, TotalTokenCount = s.InputTokens + s.OutputTokens,
+            })])
+            {
+                ResponseId = responseId, MessageId = responseId, CreatedAt = created, ModelId = ModelId, FinishReason = outcome.FinishReason,
+                AdditionalProperties = new()
+                {
+                    [TimeToFirstTokenKey] = s.TimeToFirstToken?.TotalMilliseconds,
+                    [TokensPerSecondKey] = s.DecodeTokensPerSecond,
+                },
+            };
+            yield return final;
+        }
+        finally
+        {
+            // The caller may stop reading early: stop the producer at its next token and wait, so the
+            // next request finds the model free and the cache consistent.
+            stop.Cancel();
+            try { await producer.ConfigureAwait(false); }
+            catch (Exception) when (producer.IsCompleted) { /* already surfaced through the channel */ }
+            stop.Dispose();
+        }
+    }
+
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(ChatClientMetadata)) return _metadata;
+        if (serviceType == typeof(LanguageModel)) return _model;
+        if (serviceType == typeof(ChatTemplate)) return Template;
+        return serviceType.IsInstanceOfType(this) ? this : null;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        // Wait for a running generation so the weights are never unmapped under it.
+        _gate.Wait();
+        if (_options.DisposeModel) _model.Dispose();
+        if (_ownsMetrics) _metrics.Dispose();
+    }
+
+    private sealed record Request(int[] Prompt, SamplingOptions Sampling, int MaxOutputTokens, IReadOnlyList<string> StopSequences);
+
+    private sealed record Outcome(ChatFinishReason FinishReason, GenerationStats Stats);
+
+    private Request CreateRequest(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var list = messages as IReadOnlyList<ChatMessage> ?? [.. messages];
+        if (list.Count == 0) throw new ArgumentException("At least one message is required.", nameof(messages));
+        if (options?.ModelId is string id && id != ModelId)
+            throw new ArgumentException($"This client serves model '{ModelId}', but ChatOptions.ModelId asks for '{id}'.", nameof(options));
+        if (options?.Tools is { Count: > 0 } && options.ToolMode is not NoneChatToolMode)
+            throw new NotSupportedException("Tool calling is not implemented by OnDeviceChatClient yet; remove ChatOptions.Tools or set ToolMode to None.");
+        if (options?.ResponseFormat is ChatResponseFormatJson)
+            throw new NotSupportedException("JSON response formats are not implemented by OnDeviceChatClient yet.");
+        if (options?.ConversationId is not null)
+            throw new NotSupportedException("OnDeviceChatClient keeps no server-side conversations; send the full history instead of ConversationId.");
+
+        var sampling = _options.DefaultSampling;
+        if (options is not null)
+        {
+            sampling = sampling with
+            {
+                Temperature = options.Temperature ?? sampling.Temperature,
+                TopP = options.TopP ?? sampling.TopP,
+                TopK = options.TopK ?? sampling.TopK,
+                FrequencyPenalty = options.FrequencyPenalty ?? sampling.FrequencyPenalty,
+                PresencePenalty = options.PresencePenalty ?? sampling.PresencePenalty,
+                Seed = options.Seed is long seed ? unchecked((int)(seed ^ (seed >> 32))) : sampling.Seed,
+                MinP = Number(options.AdditionalProperties, MinPKey) ?? sampling.MinP,
+                RepetitionPenalty = Number(options.AdditionalProperties, RepetitionPenaltyKey) ?? sampling.RepetitionPenalty,
+            };
+        }
+        sampling.Validate();
+
+        int? max = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
+        if (max is <= 0) throw new ArgumentOutOfRangeException(nameof(options), max, $"MaxOutputTokens must be positive, but it is {max}.");
+
+        var stops = new List<string>(Template.StopSequences);
+        if (options?.StopSequences is { } extra)
+        {
+            foreach (string s in extra)
+            {
+                if (string.IsNullOrEmpty(s)) throw new ArgumentException("StopSequences cannot contain an empty string.", nameof(options));
+                stops.Add(s);
+            }
+        }
+        var (_, prompt) = RenderPrompt(list);
+        return new Request(prompt, sampling, max ?? int.MaxValue, stops);
+    }
+
+    /// <summary>Reads a number from AdditionalProperties, whatever numeric type (or JSON) a caller or configuration put there.</summary>
+    private static float? Number(AdditionalPropertiesDictionary? properties, string key)
+    {
+        if (properties is null || !properties.TryGetValue(key, out object? value) || value is null) return null;
+        try
+        {
+            return value switch
+            {
+                JsonElement { ValueKind: JsonValueKind.Number } e => e.GetSingle(),
+                JsonElement { ValueKind: JsonValueKind.String } e => float.Parse(e.GetString()!, CultureInfo.InvariantCulture),
+                string s => float.Parse(s, CultureInfo.InvariantCulture),
+                IConvertible c => c.ToSingle(CultureInfo.InvariantCulture),
+                _ => throw new FormatException(),
+            };
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
+        {
+            throw new ArgumentException($"ChatOptions.AdditionalProperties['{key}'] must be a number, but it is '{value}'.", nameof(ChatOptions), ex);
+        }
+    }
+
+    /// <summary>Runs on a thread-pool thread while holding _gate; releases it when done.</summary>
+    private Outcome Produce(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            var outcome = Generate(request, writer, cancellationToken, start);
+            writer.TryComplete();
+            _metrics.Record(ModelId, outcome.Stats);
+            LogRequest(_logger, ModelId, outcome.Stats.InputTokens, outcome.Stats.ReusedTokens, outcome.Stats.OutputTokens,
+                outcome.Stats.TimeToFirstToken?.TotalMilliseconds ?? 0, outcome.Stats.DecodeTokensPerSecond ?? 0, outcome.FinishReason.Value);
+            return outcome;
+        }
+        catch (Exception ex)
+        {
+            if (ex is not OperationCanceledException)
+            {
+                LogFailure(_logger, ModelId, ex);
+                // A failure inside a forward pass may leave the cache half written.
+                _session?.Reset();
+                _cached.Clear();
+            }
+            writer.TryComplete(ex);
+            throw;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private Outcome Generate(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken, long start)
+    {
+        var session = _session ??= _model.CreateSession(_options.ContextLength);
+        var logits = _logits ??= new float[session.VocabSize];
+        int[] prompt = request.Prompt;
+        if (prompt.Length >= session.ContextLength)
+            throw new InferenceException($"The prompt has {prompt.Length} tokens, but the context holds {session.ContextLength} with room for the answer; shorten the conversation.");
+
+        int keep = _options.ReusePrefix ? CommonPrefix(CollectionsMarshal.AsSpan(_cached), prompt) : 0;
+        // The last prompt token is always evaluated: its logits choose the first answer token.
+        if (keep == prompt.Length) keep--;
+        session.Truncate(keep);
+        _cached.RemoveRange(keep, _cached.Count - keep);
+
+        var stopIds = _encoder.StopTokenIds;
+        var sampler = new Sampler(request.Sampling, session.VocabSize);
+        var history = new List<int>(prompt.Length + Math.Min(request.MaxOutputTokens, session.ContextLength));
+        history.AddRange(prompt);
+        var text = new TextStream(_model.RequireTokenizer(), request.StopSequences);
+
+        cancellationToken.ThrowIfCancellationRequested();
+        session.Prefill(prompt.AsSpan(keep)).CopyTo(logits);
+        _cached.AddRange(prompt.AsSpan(keep));
+
+        int produced = 0;
+        long first = 0;
+        ChatFinishReason finish;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int token = sampler.Sample(logits, CollectionsMarshal.AsSpan(history));
+            history.Add(token);
+            if (produced++ == 0) first = Stopwatch.GetTimestamp();
+            TokenSampled?.Invoke(produced);
+            if (Array.IndexOf(stopIds, token) >= 0) { finish = ChatFinishReason.Stop; break; }
+            string piece = text.Push(token);
+            if (piece.Length > 0) writer.TryWrite(piece);
+            if (text.Stopped) { finish = ChatFinishReason.Stop; break; }
+            if (produced >= request.MaxOutputTokens || session.Position >= session.ContextLength) { finish = ChatFinishReason.Length; break; }
+            session.Decode(token).CopyTo(logits);
+            _cached.Add(token);
+        }
+        string rest = text.Flush();
+        if (rest.Length > 0) writer.TryWrite(rest);
+        long end = Stopwatch.GetTimestamp();
+        var stats = new GenerationStats(prompt.Length, produced, keep, Stopwatch.GetElapsedTime(start, first),
+            GenerationStats.Rate(produced - 1, first, end));
+        return new Outcome(finish, stats);
+    }
+
+    private static int CommonPrefix(ReadOnlySpan<int> a, ReadOnlySpan<int> b) => a.CommonPrefixLength(b);
+
+    private static string DefaultModelId(string source)
+    {
+        string trimmed = source.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        return Directory.Exists(trimmed) ? Path.GetFileName(trimmed) : Path.GetFileNameWithoutExtension(trimmed);
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{ModelId}: {InputTokens} prompt tokens ({ReusedTokens} reused), {OutputTokens} generated, first token after {TtftMs:F1} ms, {TokensPerSecond:F1} tokens/s, finish {FinishReason}")]
+    private static partial void LogRequest(ILogger logger, string modelId, int inputTokens, int reusedTokens, int outputTokens, double ttftMs, double tokensPerSecond, string finishReason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{ModelId}: generation failed")]
+    private static partial void LogFailure(ILogger logger, string modelId, Exception exception);
+}

@@ -1,0 +1,124 @@
+using Microsoft.Extensions.AI;
+
+namespace OnDeviceLlm.Connector.Tests;
+
+public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : IClassFixture<ChatModelFixture>
+{
+    private static List<ChatMessage> Conversation(int i) =>
+    [
+        new(ChatRole.System, $"You are assistant number {i}."),
+        new(ChatRole.User, $"Tell me story {i} about a {(i % 2 == 0 ? "cat" : "dog")}."),
+    ];
+
+    private static ChatOptions Options(int i) => i % 2 == 0
+        ? new ChatOptions { Temperature = 0f, MaxOutputTokens = 24 }
+        : new ChatOptions { Temperature = 1f, Seed = i, MaxOutputTokens = 24 };
+
+    [Fact]
+    public async Task Eight_concurrent_conversations_each_equal_their_sequential_result()
+    {
+        using var client = fixture.CreateClient();
+        var sequential = new string[8];
+        for (int i = 0; i < 8; i++) sequential[i] = (await client.GetResponseAsync(Conversation(i), Options(i))).Text;
+
+        var concurrent = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        {
+            if (i % 3 == 0)
+            {
+                var text = new System.Text.StringBuilder();
+                await foreach (var u in client.GetStreamingResponseAsync(Conversation(i), Options(i))) text.Append(u.Text);
+                return text.ToString();
+            }
+            return (await client.GetResponseAsync(Conversation(i), Options(i))).Text;
+        })));
+
+        Assert.Equal(sequential, concurrent);
+        Assert.True(sequential.Distinct().Count() > 4, "the conversations should differ from one another");
+    }
+
+    [Fact]
+    public async Task Cancellation_stops_generation_within_one_token_and_the_client_stays_usable()
+    {
+        using var client = fixture.CreateClient();
+        var expected = (await client.GetResponseAsync(Conversation(1), Options(0))).Text;
+        using var cts = new CancellationTokenSource();
+        int sampled = 0;
+        client.TokenSampled = n =>
+        {
+            sampled = n;
+            if (n == 3) cts.Cancel();
+        };
+        var options = new ChatOptions { Temperature = 0f, MaxOutputTokens = 200 };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var _ in client.GetStreamingResponseAsync(Conversation(1), options, cts.Token)) { }
+        });
+        Assert.Equal(3, sampled);
+
+        client.TokenSampled = null;
+        Assert.Equal(expected, (await client.GetResponseAsync(Conversation(1), Options(0))).Text);
+    }
+
+    [Fact]
+    public async Task Abandoning_a_stream_early_frees_the_model_for_the_next_request()
+    {
+        using var client = fixture.CreateClient();
+        int sampled = 0;
+        client.TokenSampled = n => sampled = n;
+        await foreach (var update in client.GetStreamingResponseAsync(Conversation(2), new ChatOptions { Temperature = 0f, MaxOutputTokens = 400 }))
+        {
+            if (update.Text.Length > 0) break;
+        }
+        Assert.True(sampled < 400, $"generation ran on to {sampled} tokens after the caller left");
+        var next = await client.GetResponseAsync(Conversation(2), new ChatOptions { Temperature = 0f, MaxOutputTokens = 4 }).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(4, next.Usage!.OutputTokenCount);
+    }
+
+    [Fact]
+    public async Task A_cancelled_wait_in_the_queue_does_not_disturb_the_running_request()
+    {
+        using var client = fixture.CreateClient();
+        string expected = (await client.GetResponseAsync(Conversation(0), Options(0))).Text;
+        var gate = new TaskCompletionSource();
+        var release = new TaskCompletionSource();
+        client.TokenSampled = n => { if (n == 1) { gate.TrySetResult(); release.Task.Wait(); } };
+        var running = client.GetResponseAsync(Conversation(0), Options(0));
+        await gate.Task;
+        using var cts = new CancellationTokenSource();
+        var queued = client.GetResponseAsync(Conversation(1), Options(1), cts.Token);
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued);
+        release.SetResult();
+        client.TokenSampled = null;
+        Assert.Equal(expected, (await running).Text);
+    }
+}
+
+public sealed class PrefixReuseTests(ChatModelFixture fixture) : IClassFixture<ChatModelFixture>
+{
+    [Fact]
+    public async Task A_conversation_that_resends_its_history_evaluates_only_the_new_tokens_with_the_same_result()
+    {
+        using var reusing = fixture.CreateClient();
+        using var fresh = fixture.CreateClient(new OnDeviceChatClientOptions { ReusePrefix = false });
+        var options = new ChatOptions { Temperature = 0f, MaxOutputTokens = 12 };
+        var history = new List<ChatMessage> { new(ChatRole.System, "Be brief."), new(ChatRole.User, "Hi there.") };
+        for (int turn = 0; turn < 4; turn++)
+        {
+            var a = await reusing.GetResponseAsync(history, options);
+            var b = await fresh.GetResponseAsync(history, options);
+            Assert.Equal(b.Text, a.Text);
+            Assert.Equal(b.Usage!.InputTokenCount, a.Usage!.InputTokenCount);
+            Assert.Equal(0, b.Usage.CachedInputTokenCount);
+            if (turn > 0)
+            {
+                // Everything up to the previous answer's last evaluated token is kept.
+                int previousPrompt = reusing.RenderPrompt(history.Take(history.Count - 2)).Ids.Length;
+                Assert.InRange(a.Usage.CachedInputTokenCount!.Value, previousPrompt, a.Usage.InputTokenCount!.Value - 1);
+            }
+            history.AddMessages(a);
+            history.Add(new ChatMessage(ChatRole.User, $"And turn {turn}?"));
+        }
+    }
+}
