@@ -10,7 +10,7 @@ internal static class ConvertCommand
 {
     public static Command Create()
     {
-        var source = new Argument<string>("source") { Description = "A Hugging Face model folder (config.json, *.safetensors, tokenizer files)." };
+        var source = new Argument<string>("source") { Description = "A Hugging Face model folder (config.json, *.safetensors, tokenizer files) or a GGUF file." };
         var output = new Option<string>("--output", "-o") { Description = "The .odlm file to write.", Required = true };
         var quant = new Option<string>("--quant") { Description = "Storage type of the matrices: source|f32|f16|bf16.", DefaultValueFactory = _ => "source" };
         var command = new Command("convert", "Convert a checkpoint into one memory-mappable .odlm file.") { source, output, quant };
@@ -18,7 +18,8 @@ internal static class ConvertCommand
         {
             var scheme = QuantizationScheme.Parse(parse.GetValue(quant)!);
             string input = parse.GetValue(source)!, target = parse.GetValue(output)!;
-            if (!Directory.Exists(input)) throw new DirectoryNotFoundException($"{input} is not a Hugging Face model folder.");
+            if (!Directory.Exists(input) && !(File.Exists(input) && input.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)))
+                throw new DirectoryNotFoundException($"{input} is neither a Hugging Face model folder nor a .gguf file.");
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             console.Progress().AutoClear(true).Start(context =>
             {

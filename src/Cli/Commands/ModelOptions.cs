@@ -7,8 +7,8 @@ namespace OnDeviceLlm.Cli.Commands;
 /// <summary>The model argument and the options every model-running command shares.</summary>
 internal sealed class ModelOptions
 {
-    public readonly Argument<string> Model = new("model") { Description = "An .odlm file or a Hugging Face model folder." };
-    public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder on the fly: source|f32|f16|bf16." };
+    public readonly Argument<string> Model = new("model") { Description = "An .odlm file, a GGUF file or a Hugging Face model folder." };
+    public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder or GGUF file on the fly: source|f32|f16|bf16." };
     public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object on stdout." };
     public readonly Option<int> Threads = new("--threads") { Description = "Compute threads (default: physical cores)." };
 

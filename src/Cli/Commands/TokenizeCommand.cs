@@ -11,7 +11,7 @@ internal static class TokenizeCommand
 {
     public static Command Create()
     {
-        var source = new Argument<string>("model") { Description = "An .odlm file, a tokenizer.json / tokenizer.model file, or a folder holding tokenizer files." };
+        var source = new Argument<string>("model") { Description = "An .odlm file, a GGUF file (vocab-only included), a tokenizer.json / tokenizer.model file, or a folder holding tokenizer files." };
         var text = new Option<string?>("--text") { Description = "The text to encode." };
         var textsFile = new Option<string?>("--texts-file") { Description = "A JSON array of strings; prints one id list per string." };
         var addSpecial = new Option<bool>("--add-special") { Description = "Add BOS/EOS as the tokenizer config says." };
@@ -53,7 +53,7 @@ internal static class TokenizeCommand
         return command;
     }
 
-    /// <summary>An .odlm file's embedded tokenizer, else tokenizer files (a Hugging Face folder's included) read directly.</summary>
+    /// <summary>An .odlm file's embedded tokenizer, else tokenizer files (a Hugging Face folder's or a GGUF's included) read directly.</summary>
     private static TextTokenizer LoadTokenizer(string path)
     {
         if (File.Exists(path) && path.EndsWith(".odlm", StringComparison.OrdinalIgnoreCase))
@@ -62,8 +62,6 @@ internal static class TokenizeCommand
             if (file.Tokenizer.IsEmpty) throw new TokenizerException($"{path} was converted without a tokenizer.");
             return TextTokenizer.Load(file.Tokenizer);
         }
-        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
-            throw new UnsupportedModelException($"{path}: GGUF tokenizers are not supported yet.");
         return TextTokenizer.LoadFromPath(path);
     }
 }
