@@ -12,7 +12,7 @@ internal static class ConvertCommand
     {
         var source = new Argument<string>("source") { Description = "A Hugging Face model folder (config.json, *.safetensors, tokenizer files) or a GGUF file." };
         var output = new Option<string>("--output", "-o") { Description = "The .odlm file to write.", Required = true };
-        var quant = new Option<string>("--quant") { Description = "Storage type of the matrices: source|f32|f16|bf16.", DefaultValueFactory = _ => "source" };
+        var quant = new Option<string>("--quant") { Description = "Storage type of the matrices: source|f32|f16|bf16|int8 (per-row scale)|q8 (GGUF Q8_0)|q4 (GGUF Q4_0)|mixed (q4, with q8 embeddings and output head).", DefaultValueFactory = _ => "source" };
         var command = new Command("convert", "Convert a checkpoint into one memory-mappable .odlm file.") { source, output, quant };
         command.SetAction(parse => CliRunner.Run(() =>
         {
@@ -21,16 +21,18 @@ internal static class ConvertCommand
             if (!Directory.Exists(input) && !(File.Exists(input) && input.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)))
                 throw new DirectoryNotFoundException($"{input} is neither a Hugging Face model folder nor a .gguf file.");
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            IReadOnlyList<string> notes = [];
             console.Progress().AutoClear(true).Start(context =>
             {
                 var task = context.AddTask("converting", maxValue: 1);
-                ModelConverter.Convert(input, target, scheme, new Progress<(int Done, int Total, string Name)>(p =>
+                notes = ModelConverter.Convert(input, target, scheme, new Progress<(int Done, int Total, string Name)>(p =>
                 {
                     task.MaxValue = p.Total;
                     task.Value = p.Done;
                     task.Description = p.Name;
                 }));
             });
+            foreach (var note in notes) Console.Error.WriteLine(note);
             Console.Error.WriteLine($"wrote {target} ({new FileInfo(target).Length:N0} bytes, {scheme})");
             return 0;
         }));

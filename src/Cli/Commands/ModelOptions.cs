@@ -8,7 +8,7 @@ namespace OnDeviceLlm.Cli.Commands;
 internal sealed class ModelOptions
 {
     public readonly Argument<string> Model = new("model") { Description = "An .odlm file, a GGUF file or a Hugging Face model folder." };
-    public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder or GGUF file on the fly: source|f32|f16|bf16." };
+    public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder or GGUF file on the fly: source|f32|f16|bf16|int8|q8|q4|mixed." };
     public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object on stdout." };
     public readonly Option<int> Threads = new("--threads") { Description = "Compute threads (default: physical cores)." };
 

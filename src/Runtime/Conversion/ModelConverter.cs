@@ -15,15 +15,20 @@ public static class ModelConverter
     public static string ConverterVersion { get; } =
         typeof(ModelConverter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    /// <summary>Converts a Hugging Face folder or a GGUF file to <paramref name="outputPath"/>.</summary>
-    public static void Convert(string source, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
+    /// <summary>
+    /// Converts a Hugging Face folder or a GGUF file to <paramref name="outputPath"/>; returns one sentence per tensor that could not
+    /// take the scheme's type (see <see cref="QuantizationScheme.FallbackNote"/>).
+    /// </summary>
+    public static IReadOnlyList<string> Convert(string source, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
     {
         using var imported = GgufFile.IsGguf(source) ? GgufImporter.Import(source) : HuggingFaceImporter.Import(source);
-        Write(imported, outputPath, scheme, progress);
+        return Write(imported, outputPath, scheme, progress);
     }
 
-    public static void Write(ImportedModel model, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
+    /// <inheritdoc cref="Convert"/>
+    public static IReadOnlyList<string> Write(ImportedModel model, string outputPath, QuantizationScheme scheme, IProgress<(int Done, int Total, string Name)>? progress = null)
     {
+        var notes = model.Tensors.Select(t => scheme.FallbackNote(t.Name, t.Shape, t.SourceType)).OfType<string>().ToList();
         var tensors = model.Tensors.Select(t =>
         {
             var target = scheme.TargetFor(t.Name, t.Shape, t.SourceType);
@@ -31,6 +36,7 @@ public static class ModelConverter
         }).ToList();
         ModelWriter.Write(outputPath, model.Config, model.Special, model.Tokenizer,
             new Provenance(model.Source, ConverterVersion, scheme.Name), tensors, progress);
+        return notes;
     }
 
     /// <summary>Streams the slices of a tensor, converting a bounded chunk of rows at a time when the type changes.</summary>
@@ -39,7 +45,10 @@ public static class ModelConverter
         long cols = tensor.Shape[^1];
         int chunkValues = (int)Math.Max(1 << 20, cols);
         float[] values = ArrayPool<float>.Shared.Rent(chunkValues);
-        byte[] bytes = ArrayPool<byte>.Shared.Rent(chunkValues * 4);
+        // One encoder across all pieces: a layout may end with a part that covers every row (int8's scales).
+        bool copy = tensor.Pieces.All(p => checkpoint.Get(p.Source).Type == target);
+        using var encoder = copy ? null
+            : new TensorEncoder(target, tensor.Shape.Length < 2 ? 1 : tensor.Shape[..^1].Aggregate(1L, (a, b) => a * b), (int)cols, output);
         try
         {
             foreach (var piece in tensor.Pieces)
@@ -49,7 +58,7 @@ public static class ModelConverter
                 long rows = piece.Count < 0 ? (source.Shape.Length == 0 ? 1 : source.Shape[0]) : piece.Count;
                 long firstValue = piece.Start * rowValues, totalValues = rows * rowValues;
                 byte* start = (byte*)source.Data + BytesOf(source.Type, firstValue);
-                if (target == source.Type)
+                if (encoder is null)
                 {
                     // Copied in pieces: a tensor may exceed the 2 GiB a span can address.
                     for (long offset = 0, length = BytesOf(source.Type, totalValues); offset < length; offset += 1 << 30)
@@ -64,15 +73,14 @@ public static class ModelConverter
                     var src = new ReadOnlySpan<byte>(start + BytesOf(source.Type, done), (int)BytesOf(source.Type, count));
                     var chunk = values.AsSpan(0, count);
                     Dequantize.Row(source.Type, src, chunk);
-                    int written = Encode.Rows(target, chunk, (int)cols, bytes);
-                    output.Write(bytes, 0, written);
+                    encoder!.Write(chunk);
                 }
             }
+            encoder?.Complete();
         }
         finally
         {
             ArrayPool<float>.Shared.Return(values);
-            ArrayPool<byte>.Shared.Return(bytes);
         }
     }
 

@@ -3,9 +3,14 @@ using System.Runtime.InteropServices;
 
 namespace OnDeviceLlm.Runtime.Model;
 
-/// <summary>Decodes one row of any stored type to f32. Reference code, not the hot path.</summary>
+/// <summary>Decodes stored types to f32. Reference code, not the hot path.</summary>
 public static class Dequantize
 {
+    /// <summary>
+    /// Decodes <paramref name="dst"/>.Length values of a type whose rows carry their own scales (every type but
+    /// <see cref="TensorType.Int8"/>, whose scale lives in a table after the rows: use <see cref="Int8Row"/>).
+    /// Several whole rows may be decoded at once.
+    /// </summary>
     public static void Row(TensorType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
         switch (type)
@@ -26,12 +31,7 @@ public static class Dequantize
                 break;
             }
             case TensorType.Int8:
-            {
-                float scale = BinaryPrimitives.ReadSingleLittleEndian(src[dst.Length..]);
-                var q = MemoryMarshal.Cast<byte, sbyte>(src);
-                for (int i = 0; i < dst.Length; i++) dst[i] = q[i] * scale;
-                break;
-            }
+                throw new ArgumentException("int8 rows keep their scales in a table after all rows; decode them with Dequantize.Int8Row.", nameof(type));
             case TensorType.Q8_0:
                 for (int b = 0; b < dst.Length / 32; b++)
                 {
@@ -55,6 +55,13 @@ public static class Dequantize
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "Unknown tensor type.");
         }
+    }
+
+    /// <summary>One int8 row: its values times the row's scale.</summary>
+    public static void Int8Row(ReadOnlySpan<byte> values, float scale, Span<float> dst)
+    {
+        var q = MemoryMarshal.Cast<byte, sbyte>(values);
+        for (int i = 0; i < dst.Length; i++) dst[i] = q[i] * scale;
     }
 
     public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);

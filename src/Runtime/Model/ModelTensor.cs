@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace OnDeviceLlm.Runtime.Model;
@@ -34,6 +35,14 @@ public sealed unsafe class ModelTensor
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
         int cols = Cols;
         if (destination.Length < cols) throw new ArgumentException("Destination too short.", nameof(destination));
+        if (Type == TensorType.Int8)
+        {
+            // Planar int8: the row's values at row·cols, its scale in the table after all rows.
+            byte* values = (byte*)Data + (long)row * cols;
+            float scale = Unsafe.ReadUnaligned<float>((byte*)Data + (long)Rows * cols + (long)row * 4);
+            Dequantize.Int8Row(new ReadOnlySpan<byte>(values, cols), scale, destination[..cols]);
+            return;
+        }
         long rowBytes = ByteLength / Rows;
         var src = new ReadOnlySpan<byte>((byte*)Data + rowBytes * row, checked((int)rowBytes));
         Dequantize.Row(Type, src, destination[..cols]);

@@ -6,7 +6,12 @@ public enum TensorType : byte
     F32 = 0,
     F16 = 1,
     BF16 = 2,
-    /// <summary>int8 row-major, one f32 scale per output row (MediaPipe's int8).</summary>
+    /// <summary>
+    /// Symmetric int8 with one f32 scale per output row (MediaPipe's int8), planar: all rows × cols int8 values
+    /// row-major, then the rows f32 scales. Kept apart rather than after each row so that every row starts at
+    /// row·cols (32-byte aligned when cols is a multiple of 32, as the kernels' blocks of 32 need) and the scales
+    /// form one float array; the total size is the same either way.
+    /// </summary>
     Int8 = 3,
     /// <summary>Blocks of 32: f16 scale + 32 int8 (byte-identical to GGUF Q8_0).</summary>
     Q8_0 = 4,
