@@ -46,7 +46,7 @@ typedef enum odllm_type {
     ODLLM_TYPE_F32 = 0,   /* IEEE binary32 */
     ODLLM_TYPE_F16 = 1,   /* IEEE binary16 */
     ODLLM_TYPE_BF16 = 2,  /* bfloat16: the high half of a binary32 */
-    ODLLM_TYPE_INT8 = 3,  /* int8 row-major + one f32 scale per row, after the row */
+    ODLLM_TYPE_INT8 = 3,  /* planar: n rows of k int8 row-major, then n f32 row scales */
     ODLLM_TYPE_Q8_0 = 4,  /* blocks of 32: f16 scale + 32 int8 (GGUF Q8_0) */
     ODLLM_TYPE_Q4_0 = 5,  /* blocks of 32: f16 scale + 16 bytes of nibbles (GGUF Q4_0) */
 } odllm_type;
@@ -90,7 +90,12 @@ ODLLM_API int32_t odllm_context_n_threads(const odllm_context * ctx);
 /* 1 when odllm_matmul implements weights of this type, 0 otherwise. */
 ODLLM_API int32_t odllm_matmul_supports_type(int32_t w_type);
 
-/* y[m,n] = x[m,k] · Wᵀ, W stored [n,k] row-major as w_type; x, y row-major f32, not overlapping W. */
+/*
+ * y[m,n] = x[m,k] · Wᵀ, W stored [n,k] row-major as w_type; x, y row-major f32, not overlapping W.
+ * INT8/Q8_0/Q4_0 need k % 32 == 0 (else ODLLM_ERR_INVALID_SIZE) and quantize each x row per block of
+ * 32 to int8 (d = max|x|/127, q = x·(1/d) rounded half to even) before integer dot products; every
+ * instruction set computes the same q and d, so results differ only in float summation order.
+ */
 ODLLM_API int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
                                const void * w, int32_t w_type, int64_t n, float * y);
 

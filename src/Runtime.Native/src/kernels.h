@@ -22,7 +22,56 @@ typedef struct odllm_kernel_table {
     /* dst[0..count) = decode(src[0..count)). */
     void (*f16_to_f32)(const uint16_t * src, float * dst, int64_t count);
     void (*bf16_to_f32)(const uint16_t * src, float * dst, int64_t count);
+
+    /*
+     * Integer paths (k a multiple of ODLLM_QK). Activations are first quantized per block of 32:
+     * d = max|x| / 127, q = round-half-even(x * (1/d)). Then each output is, in exactly this float
+     * arithmetic, so that every table (and the managed fallback) returns the same bits:
+     *   lane(b, l) = sum of qw*qx over values 4l..4l+3 of block b (an exact integer), l = 0..7
+     *   c(b)       = dw(j, b) * xd[i*nb + b]   (f32 product; int8: just xd, the row scale comes last)
+     *   acc[l]     = fmaf((float)lane(b, l), c(b), acc[l]) for b = 0, 1, ... in order, from acc = 0
+     *   y          = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))   (int8: times its row scale)
+     * which is what one 8-lane AVX2 accumulator, or two 4-lane NEON sdot accumulators, compute.
+     * Identical bits matter: a quantized activation is a step function of the previous layer's output,
+     * so backends that differ in the last ulp would round some activation differently and drift apart.
+     */
+    void (*quantize_act)(const float * x, int64_t k, int8_t * q, float * d);
+    /* w: n rows of k/32 Q8_0 blocks (34 bytes: f16 d, 32 int8). */
+    void (*gemm_q8_0)(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy);
+    /* w: n rows of k/32 Q4_0 blocks (18 bytes: f16 d, byte t = value t | value t+16 << 4, offset 8). */
+    void (*gemm_q4_0)(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy);
+    /* w: n rows of k int8; scales: n f32 row scales, possibly unaligned. */
+    void (*gemm_i8)(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
+                    int64_t n, int64_t k, float * y, int64_t ldy);
 } odllm_kernel_table;
+
+/* Values per quantization block, of weights (Q8_0, Q4_0) and of activations. */
+#define ODLLM_QK 32
+#define ODLLM_Q8_0_BYTES 34
+#define ODLLM_Q4_0_BYTES 18
+
+/* The scalar integer kernels, shared by tables that have no SIMD version of one yet. */
+void odllm_ref_quantize_act(const float * x, int64_t k, int8_t * q, float * d);
+void odllm_ref_gemm_q8_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                         float * y, int64_t ldy);
+void odllm_ref_gemm_q4_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                         float * y, int64_t ldy);
+void odllm_ref_gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
+                       int64_t n, int64_t k, float * y, int64_t ldy);
+
+static inline float odllm_load_f32(const uint8_t * p) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+static inline uint16_t odllm_load_u16(const uint8_t * p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 extern const odllm_kernel_table odllm_kernels_ref;
 #if defined(ODLLM_HAVE_AVX2)

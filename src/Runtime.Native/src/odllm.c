@@ -21,6 +21,9 @@ struct odllm_context {
     pthread_mutex_t call_mutex;
     float * scratch;
     size_t scratch_floats;
+    /* Quantized activations for the integer paths: int8 values, then one f32 scale per block. */
+    void * act;
+    size_t act_bytes;
 };
 
 int32_t odllm_abi_version(void) { return ODLLM_ABI_VERSION; }
@@ -109,6 +112,7 @@ void odllm_context_free(odllm_context * ctx) {
     odllm_pool_free(ctx->pool);
     pthread_mutex_destroy(&ctx->call_mutex);
     free(ctx->scratch);
+    free(ctx->act);
     free(ctx);
 }
 
@@ -117,7 +121,11 @@ const char * odllm_context_backend(const odllm_context * ctx) { return ctx ? ctx
 int32_t odllm_context_n_threads(const odllm_context * ctx) { return ctx ? ctx->n_threads : 0; }
 
 int32_t odllm_matmul_supports_type(int32_t w_type) {
-    return w_type == ODLLM_TYPE_F32 || w_type == ODLLM_TYPE_F16 || w_type == ODLLM_TYPE_BF16;
+    return w_type >= ODLLM_TYPE_F32 && w_type <= ODLLM_TYPE_Q4_0;
+}
+
+static int is_integer_type(int32_t w_type) {
+    return w_type == ODLLM_TYPE_INT8 || w_type == ODLLM_TYPE_Q8_0 || w_type == ODLLM_TYPE_Q4_0;
 }
 
 typedef struct matmul_job {
@@ -130,7 +138,26 @@ typedef struct matmul_job {
     int64_t rows_per_thread;
     int64_t panel_rows;
     float * scratch; /* panel_rows * k floats per thread, for prefill over f16/bf16 */
+    const int8_t * xq; /* the integer paths' quantized activations: m rows of k */
+    const float * xd;  /* and their block scales: m rows of k / ODLLM_QK */
 } matmul_job;
+
+typedef struct quantize_job {
+    const odllm_kernel_table * kernels;
+    const float * x;
+    int64_t m, k, rows_per_thread;
+    int8_t * xq;
+    float * xd;
+} quantize_job;
+
+static void quantize_slice(void * arg, int ith, int nth) {
+    (void)nth;
+    const quantize_job * job = arg;
+    const int64_t i0 = (int64_t)ith * job->rows_per_thread;
+    const int64_t i1 = (i0 + job->rows_per_thread < job->m) ? i0 + job->rows_per_thread : job->m;
+    for (int64_t i = i0; i < i1; i++)
+        job->kernels->quantize_act(job->x + i * job->k, job->k, job->xq + i * job->k, job->xd + i * (job->k / ODLLM_QK));
+}
 
 static void matmul_slice(void * arg, int ith, int nth) {
     (void)nth;
@@ -144,6 +171,21 @@ static void matmul_slice(void * arg, int ith, int nth) {
     if (job->w_type == ODLLM_TYPE_F32) {
         kt->gemm_f32(job->x, k, m, (const float *)job->w + j0 * k, k, rows, k, job->y + j0, n);
         return;
+    }
+    const uint8_t * w8 = job->w;
+    switch (job->w_type) {
+    case ODLLM_TYPE_Q8_0:
+        kt->gemm_q8_0(job->xq, job->xd, m, w8 + j0 * (k / ODLLM_QK * ODLLM_Q8_0_BYTES), rows, k, job->y + j0, n);
+        return;
+    case ODLLM_TYPE_Q4_0:
+        kt->gemm_q4_0(job->xq, job->xd, m, w8 + j0 * (k / ODLLM_QK * ODLLM_Q4_0_BYTES), rows, k, job->y + j0, n);
+        return;
+    case ODLLM_TYPE_INT8:
+        /* Planar: n rows of k int8, then n f32 row scales. */
+        kt->gemm_i8(job->xq, job->xd, m, (const int8_t *)w8 + j0 * k, w8 + n * k + j0 * 4, rows, k, job->y + j0, n);
+        return;
+    default:
+        break;
     }
     const uint16_t * w16 = (const uint16_t *)job->w + j0 * k;
     if (m == 1) {
@@ -178,6 +220,7 @@ int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
     if (m <= 0 || k <= 0 || n <= 0) return ODLLM_ERR_INVALID_SIZE;
     if (w_type < ODLLM_TYPE_F32 || w_type > ODLLM_TYPE_Q4_0) return ODLLM_ERR_UNKNOWN_TYPE;
     if (!odllm_matmul_supports_type(w_type)) return ODLLM_ERR_UNSUPPORTED_TYPE;
+    if (is_integer_type(w_type) && k % ODLLM_QK != 0) return ODLLM_ERR_INVALID_SIZE;
     /* Every buffer's byte size must fit a ptrdiff_t, so all index arithmetic below is safe. */
     const int64_t max_elems = (int64_t)((PTRDIFF_MAX < INT64_MAX ? PTRDIFF_MAX : INT64_MAX) / sizeof(float));
     if (m > max_elems / k || n > max_elems / k || m > max_elems / n) return ODLLM_ERR_OVERFLOW;
@@ -194,7 +237,30 @@ int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
     };
 
     pthread_mutex_lock(&ctx->call_mutex);
-    if (w_type != ODLLM_TYPE_F32 && m > 1) {
+    if (is_integer_type(w_type)) {
+        /* m·k fits a ptrdiff_t in floats (checked above), so m·k bytes plus m·k/8 bytes of scales fit too. */
+        const size_t values = (size_t)(m * k), bytes = values + values / ODLLM_QK * sizeof(float);
+        if (bytes > ctx->act_bytes) {
+            void * grown = malloc(bytes);
+            if (!grown) {
+                pthread_mutex_unlock(&ctx->call_mutex);
+                return ODLLM_ERR_OUT_OF_MEMORY;
+            }
+            free(ctx->act);
+            ctx->act = grown;
+            ctx->act_bytes = bytes;
+        }
+        /* Values first, then scales: 32-value rows keep the scale array 4-byte aligned. */
+        int8_t * xq = ctx->act;
+        float * xd = (float *)(xq + values);
+        int qth = ctx->n_threads < m ? ctx->n_threads : (int)m;
+        if (m * k < PARALLEL_MIN_WORK) qth = 1;
+        quantize_job qjob = { .kernels = ctx->kernels, .x = x, .m = m, .k = k,
+                              .rows_per_thread = (m + qth - 1) / qth, .xq = xq, .xd = xd };
+        odllm_pool_run(ctx->pool, qth, quantize_slice, &qjob);
+        job.xq = xq;
+        job.xd = xd;
+    } else if (w_type != ODLLM_TYPE_F32 && m > 1) {
         int64_t panel = (PANEL_FLOATS / k) / 4 * 4;
         job.panel_rows = panel < 4 ? 4 : panel > 64 ? 64 : panel;
         if (job.panel_rows > job.rows_per_thread) job.panel_rows = job.rows_per_thread;

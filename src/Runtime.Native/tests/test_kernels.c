@@ -251,9 +251,9 @@ static void test_validation(void) {
     CHECK(odllm_matmul(ctx, x, 1, 2, w, 0, -5, y) == ODLLM_ERR_INVALID_SIZE, "n < 0");
     CHECK(odllm_matmul(ctx, x, 1, 2, w, -1, 2, y) == ODLLM_ERR_UNKNOWN_TYPE, "type -1");
     CHECK(odllm_matmul(ctx, x, 1, 2, w, 6, 2, y) == ODLLM_ERR_UNKNOWN_TYPE, "type 6");
-    CHECK(odllm_matmul(ctx, x, 1, 2, w, ODLLM_TYPE_INT8, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "int8");
-    CHECK(odllm_matmul(ctx, x, 1, 2, w, ODLLM_TYPE_Q8_0, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "q8_0");
-    CHECK(odllm_matmul(ctx, x, 1, 32, w, ODLLM_TYPE_Q4_0, 2, y) == ODLLM_ERR_UNSUPPORTED_TYPE, "q4_0");
+    CHECK(odllm_matmul(ctx, x, 1, 2, w, ODLLM_TYPE_INT8, 2, y) == ODLLM_ERR_INVALID_SIZE, "int8 with k not a multiple of 32");
+    CHECK(odllm_matmul(ctx, x, 1, 8, w, ODLLM_TYPE_Q8_0, 2, y) == ODLLM_ERR_INVALID_SIZE, "q8_0 with k not a multiple of 32");
+    CHECK(odllm_matmul(ctx, x, 1, 33, w, ODLLM_TYPE_Q4_0, 2, y) == ODLLM_ERR_INVALID_SIZE, "q4_0 with k not a multiple of 32");
     CHECK(odllm_matmul(ctx, x, INT64_MAX / 2, 4, w, 0, 2, y) == ODLLM_ERR_OVERFLOW, "m·k overflows");
     CHECK(odllm_matmul(ctx, x, 1, 4, w, 0, INT64_MAX / 3, y) == ODLLM_ERR_OVERFLOW, "n·k overflows");
     CHECK(odllm_matmul(ctx, x, INT64_MAX / 8, 1, w, 0, INT64_MAX / 8, y) == ODLLM_ERR_OVERFLOW, "m·n overflows");
@@ -263,16 +263,236 @@ static void test_validation(void) {
 
     CHECK(strcmp(odllm_context_backend(NULL), "") == 0, "backend(NULL)");
     CHECK(odllm_context_n_threads(NULL) == 0, "n_threads(NULL)");
-    CHECK(odllm_matmul_supports_type(ODLLM_TYPE_F32) && odllm_matmul_supports_type(ODLLM_TYPE_F16) &&
-          odllm_matmul_supports_type(ODLLM_TYPE_BF16), "float types supported");
-    CHECK(!odllm_matmul_supports_type(ODLLM_TYPE_Q4_0) && !odllm_matmul_supports_type(-1) &&
-          !odllm_matmul_supports_type(42), "others not supported");
+    for (int t = ODLLM_TYPE_F32; t <= ODLLM_TYPE_Q4_0; t++) CHECK(odllm_matmul_supports_type(t), "type %d supported", t);
+    CHECK(!odllm_matmul_supports_type(-1) && !odllm_matmul_supports_type(6) && !odllm_matmul_supports_type(42),
+          "unknown types not supported");
     for (int s = ODLLM_OK; s <= ODLLM_ERR_THREAD; s++) {
         CHECK(strlen(odllm_status_string(s)) > 5, "status %d has no text", s);
         for (int t = s + 1; t <= ODLLM_ERR_THREAD; t++)
             CHECK(strcmp(odllm_status_string(s), odllm_status_string(t)) != 0, "status %d and %d share text", s, t);
     }
     CHECK(strstr(odllm_status_string(-42), "Unknown") != NULL, "unknown status");
+}
+
+/* ---- Integer weight types ---- */
+
+static const char * qtype_name(int type) {
+    return type == ODLLM_TYPE_INT8 ? "int8" : type == ODLLM_TYPE_Q8_0 ? "q8_0" : "q4_0";
+}
+
+static size_t qtype_bytes(int type, int64_t n, int64_t k) {
+    switch (type) {
+    case ODLLM_TYPE_INT8: return (size_t)(n * k + n * 4);
+    case ODLLM_TYPE_Q8_0: return (size_t)(n * (k / 32) * 34);
+    default: return (size_t)(n * (k / 32) * 18);
+    }
+}
+
+/* Random finite f16 scale of magnitude about 2^-9 .. 2^-4, either sign. */
+static uint16_t random_scale_half(void) {
+    uint32_t r = rng_next();
+    return (uint16_t)(((r & 1) << 15) | ((6 + (r >> 1) % 6) << 10) | ((r >> 8) & 1023));
+}
+
+/* Weight row j, block b: its 32 integer values and its scale, decoded independently of the library. */
+static double weight_block(int type, const uint8_t * w, int64_t n, int64_t k, int64_t j, int64_t b, int v[32]) {
+    if (type == ODLLM_TYPE_INT8) {
+        for (int t = 0; t < 32; t++) v[t] = ((const int8_t *)w)[j * k + b * 32 + t];
+        float s;
+        memcpy(&s, w + n * k + j * 4, 4);
+        return s;
+    }
+    if (type == ODLLM_TYPE_Q8_0) {
+        const uint8_t * block = w + (j * (k / 32) + b) * 34;
+        for (int t = 0; t < 32; t++) v[t] = (int8_t)block[2 + t];
+        return half_value((uint16_t)(block[0] | block[1] << 8));
+    }
+    const uint8_t * block = w + (j * (k / 32) + b) * 18;
+    for (int t = 0; t < 16; t++) {
+        v[t] = (block[2 + t] & 15) - 8;
+        v[t + 16] = (block[2 + t] >> 4) - 8;
+    }
+    return half_value((uint16_t)(block[0] | block[1] << 8));
+}
+
+/* The activation quantization the header specifies, written out here as the oracle. */
+static void spec_quantize(const float * x, int64_t k, int * q, float * d) {
+    for (int64_t b = 0; b < k / 32; b++) {
+        float amax = 0;
+        for (int t = 0; t < 32; t++) amax = fabsf(x[b * 32 + t]) > amax ? fabsf(x[b * 32 + t]) : amax;
+        d[b] = amax / 127.0f;
+        float id = d[b] != 0 ? 1.0f / d[b] : 0.0f;
+        for (int t = 0; t < 32; t++) q[b * 32 + t] = (int)nearbyintf(x[b * 32 + t] * id);
+    }
+}
+
+static void random_qweights(int type, uint8_t * w, int64_t n, int64_t k) {
+    for (size_t i = 0; i < qtype_bytes(type, n, k); i++) w[i] = (uint8_t)rng_next();
+    if (type == ODLLM_TYPE_INT8) {
+        for (int64_t j = 0; j < n; j++) {
+            float s = (float)half_value(random_scale_half());
+            memcpy(w + n * k + j * 4, &s, 4);
+        }
+    } else {
+        const int64_t bytes = type == ODLLM_TYPE_Q8_0 ? 34 : 18;
+        for (int64_t b = 0; b < n * (k / 32); b++) {
+            uint16_t h = random_scale_half();
+            w[b * bytes] = (uint8_t)h;
+            w[b * bytes + 1] = (uint8_t)(h >> 8);
+        }
+    }
+}
+
+static void check_qshape(int type, int64_t m, int64_t k, int64_t n) {
+    const int64_t nb = k / 32;
+    float * x = malloc(sizeof(float) * (size_t)(m * k));
+    uint8_t * w = malloc(qtype_bytes(type, n, k));
+    int * xq = malloc(sizeof(int) * (size_t)(m * k));
+    float * xd = malloc(sizeof(float) * (size_t)(m * nb));
+    double * oracle = malloc(sizeof(double) * (size_t)(m * n));
+    double * bound = malloc(sizeof(double) * (size_t)(m * n));
+    float * ref = malloc(sizeof(float) * (size_t)(m * n));
+    float * y = malloc(sizeof(float) * (size_t)(m * n + 1));
+    /* Rows of different magnitudes, and some exact zeros (a block of them has scale 0). */
+    for (int64_t i = 0; i < m; i++) {
+        float mag = (float)ldexp(1.0, (int)(rng_next() % 9) - 4);
+        for (int64_t t = 0; t < k; t++) x[i * k + t] = (rng_next() % 7 == 0) ? 0.0f : rng_float() * mag;
+        if (k >= 64 && i % 3 == 1) memset(x + i * k + 32, 0, 32 * sizeof(float));
+    }
+    random_qweights(type, w, n, k);
+    for (int64_t i = 0; i < m; i++) spec_quantize(x + i * k, k, xq + i * k, xd + i * nb);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double sum = 0, abs_sum = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int v[32];
+                double dw = weight_block(type, w, n, k, j, b, v);
+                long dot = 0, abs_dot = 0;
+                for (int t = 0; t < 32; t++) {
+                    dot += (long)v[t] * xq[i * k + b * 32 + t];
+                    abs_dot += labs((long)v[t] * xq[i * k + b * 32 + t]);
+                }
+                sum += dw * xd[i * nb + b] * (double)dot;
+                /* SIMD kernels scale partial integer sums (lanes) before adding them: bound by |terms|. */
+                abs_sum += fabs(dw * xd[i * nb + b]) * (double)abs_dot;
+            }
+            oracle[i * n + j] = sum;
+            bound[i * n + j] = (double)(nb + 4) * 1.2e-7 * abs_sum + 1e-30;
+        }
+
+    for (int b = 0; b < n_backends; b++) {
+        const char * name = odllm_context_backend(backends[b].ctx);
+        y[m * n] = 12345.0f;
+        int status = odllm_matmul(backends[b].ctx, x, m, k, w, type, n, y);
+        CHECK(status == ODLLM_OK, "%s status %s", name, odllm_status_string(status));
+        CHECK(y[m * n] == 12345.0f, "%s/%d %s m=%lld k=%lld n=%lld wrote past y", name, backends[b].threads,
+              qtype_name(type), (long long)m, (long long)k, (long long)n);
+        if (b == 0) memcpy(ref, y, sizeof(float) * (size_t)(m * n));
+        int reported = 0;
+        for (int64_t i = 0; i < m * n && !reported; i++) {
+            /* The integer contract fixes every float operation: all tables must agree to the bit. */
+            double err = fabs(y[i] - oracle[i]);
+            if (!(err <= bound[i]) || memcmp(&y[i], &ref[i], sizeof(float)) != 0) {
+                CHECK(0, "%s/%d %s m=%lld k=%lld n=%lld at [%lld,%lld]: got %.9g, scalar %.9g, oracle %.9g (bound %.3g)",
+                      name, backends[b].threads, qtype_name(type), (long long)m, (long long)k, (long long)n,
+                      (long long)(i / n), (long long)(i % n), y[i], ref[i], oracle[i], bound[i]);
+                reported = 1;
+            }
+        }
+    }
+    free(x); free(w); free(xq); free(xd); free(oracle); free(bound); free(ref); free(y);
+}
+
+static void test_integer_shapes(void) {
+    const int64_t ms[] = { 1, 2, 3, 4, 5, 7, 16 };
+    const int64_t ks[] = { 32, 64, 96, 256 };
+    const int64_t ns[] = { 1, 2, 3, 4, 5, 7, 8, 13, 33 };
+    for (int type = ODLLM_TYPE_INT8; type <= ODLLM_TYPE_Q4_0; type++) {
+        for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+            for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
+                for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) check_qshape(type, ms[a], ks[b], ns[c]);
+        /* Split across threads, ragged row counts, long rows. */
+        const int64_t big[][3] = { { 1, 1024, 301 }, { 3, 992, 301 }, { 5, 320, 129 }, { 33, 128, 70 }, { 2, 4096, 66 } };
+        for (size_t s = 0; s < sizeof big / sizeof big[0]; s++) check_qshape(type, big[s][0], big[s][1], big[s][2]);
+    }
+}
+
+/*
+ * Exact cases: block max 127 gives activation scale 1, so x·(1/d) = x and every ±k.5 tests round-half-even at
+ * each position; one-hot weights of scale 1 read back single quantized activations, so every backend must
+ * return exactly these integers.
+ */
+static void test_integer_rounding(void) {
+    enum { K = 64, N = K };
+    float x[K];
+    int want[K];
+    for (int t = 0; t < K; t++) {
+        float v = (float)(t % 16) - 7.5f; /* -7.5, -6.5, ..., 7.5 */
+        x[t] = v;
+        want[t] = (int)nearbyint(v);
+    }
+    x[5] = 127.0f; want[5] = 127;
+    x[40] = -127.0f; want[40] = -127;
+    for (int type = ODLLM_TYPE_INT8; type <= ODLLM_TYPE_Q8_0; type++) {
+        uint8_t * w = calloc(1, qtype_bytes(type, N, K));
+        for (int j = 0; j < N; j++) {
+            if (type == ODLLM_TYPE_INT8) {
+                w[j * K + j] = 1;
+                float one = 1.0f;
+                memcpy(w + N * K + j * 4, &one, 4);
+            } else {
+                uint8_t * row = w + j * (K / 32) * 34;
+                for (int b = 0; b < K / 32; b++) { row[b * 34] = 0x00; row[b * 34 + 1] = 0x3C; } /* f16 1.0 */
+                row[(j / 32) * 34 + 2 + j % 32] = 1;
+            }
+        }
+        float y[N];
+        for (int b = 0; b < n_backends; b++) {
+            CHECK(odllm_matmul(backends[b].ctx, x, 1, K, w, type, N, y) == ODLLM_OK, "rounding matmul");
+            for (int j = 0; j < N; j++)
+                if (y[j] != (float)want[j]) {
+                    CHECK(0, "%s/%d %s: x=%g quantized to %g, want %d", odllm_context_backend(backends[b].ctx),
+                          backends[b].threads, qtype_name(type), x[j], y[j], want[j]);
+                    break;
+                }
+        }
+        free(w);
+    }
+}
+
+/* Q4_0 nibble order: byte t holds value t low and value t+16 high, offset by 8; every nibble value once. */
+static void test_q4_layout(void) {
+    enum { K = 32, N = 32 };
+    uint8_t w[N * 18];
+    float x[K];
+    for (int t = 0; t < K; t++) x[t] = t == 0 ? 127.0f : 0.0f;
+    for (int j = 0; j < N; j++) {
+        uint8_t * block = w + j * 18;
+        block[0] = 0x00; block[1] = 0x3C; /* d = 1 */
+        for (int t = 0; t < 16; t++) block[2 + t] = 0x88; /* zeros */
+        /* Row j reads x[0] through weight value j % 16 - 8, placed at position 0 (low nibble of byte 0). */
+        block[2] = (uint8_t)(0x80 | (j % 16));
+        if (j >= 16) {
+            /* Rows 16..31 put it at position 16 instead (high nibble of byte 0) and x[16] = 127 below. */
+            block[2] = (uint8_t)(((j % 16) << 4) | 0x08);
+        }
+    }
+    float y[N], y2[N];
+    for (int b = 0; b < n_backends; b++) {
+        CHECK(odllm_matmul(backends[b].ctx, x, 1, K, w, ODLLM_TYPE_Q4_0, N, y) == ODLLM_OK, "q4 layout");
+        float x2[K] = { 0 };
+        x2[16] = 127.0f;
+        CHECK(odllm_matmul(backends[b].ctx, x2, 1, K, w, ODLLM_TYPE_Q4_0, N, y2) == ODLLM_OK, "q4 layout");
+        for (int j = 0; j < N; j++) {
+            float want_low = j < 16 ? 127.0f * (float)(j % 16 - 8) : 0.0f;
+            float want_high = j >= 16 ? 127.0f * (float)(j % 16 - 8) : 0.0f;
+            if (y[j] != want_low || y2[j] != want_high) {
+                CHECK(0, "%s/%d q4_0 row %d: got %g / %g, want %g / %g", odllm_context_backend(backends[b].ctx),
+                      backends[b].threads, j, y[j], y2[j], want_low, want_high);
+                break;
+            }
+        }
+    }
 }
 
 /* Calls from several threads on one context are serialized, never interleaved. */
@@ -330,6 +550,9 @@ int main(void) {
     test_shapes();
     test_exhaustive_decode(ODLLM_TYPE_F16);
     test_exhaustive_decode(ODLLM_TYPE_BF16);
+    test_integer_shapes();
+    test_integer_rounding();
+    test_q4_layout();
     test_concurrent_callers();
     for (int b = 0; b < n_backends; b++) odllm_context_free(backends[b].ctx);
     if (failures) {

@@ -102,7 +102,9 @@ public sealed class NativeKernels : IKernels, IDisposable
         if (y.Length < (long)m * n)
             throw new ArgumentException($"y holds {y.Length} floats but {m}×{n} are needed for tensor '{w.Name}'.", nameof(y));
 
-        if ((uint)w.Type >= (uint)_nativeTypes.Length || !_nativeTypes[(int)w.Type])
+        // The C integer kernels take whole blocks of 32; an int8 matrix with other row lengths (which conversion
+        // never writes, but a hand-made file may hold) runs on the managed kernels.
+        if ((uint)w.Type >= (uint)_nativeTypes.Length || !_nativeTypes[(int)w.Type] || (w.Type == TensorType.Int8 && k % 32 != 0))
         {
             ManagedKernels.Instance.MatMul(x, m, w, y);
             return;
@@ -113,7 +115,7 @@ public sealed class NativeKernels : IKernels, IDisposable
             y[..(m * n)].Clear();
             return;
         }
-        long needed = (long)n * k * (w.Type == TensorType.F32 ? 4 : 2);
+        long needed = TensorTypes.ByteLength(w.Type, [n, k]);
         if (w.Data == 0 || w.ByteLength < needed)
             throw new ArgumentException($"Tensor '{w.Name}' holds {w.ByteLength} bytes at 0x{w.Data:x} but a {n}×{k} {w.Type} matrix needs {needed}.", nameof(w));
 

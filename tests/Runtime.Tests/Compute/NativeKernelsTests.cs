@@ -45,12 +45,19 @@ internal sealed unsafe class UnmanagedTensor : IDisposable
                     BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(i * 2), (ushort)(BitConverter.SingleToUInt32Bits(NextFloat(rng)) >> 16));
                 break;
             case TensorType.Q8_0:
-                bytes = new byte[count / 32 * 34];
+            case TensorType.Q4_0:
+            {
+                int size = type == TensorType.Q8_0 ? 34 : 18;
+                bytes = new byte[count / 32 * size];
+                rng.NextBytes(bytes);
                 for (int b = 0; b < count / 32; b++)
-                {
-                    BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(b * 34), (Half)(0.01f + rng.NextSingle() * 0.02f));
-                    rng.NextBytes(bytes.AsSpan(b * 34 + 2, 32));
-                }
+                    BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(b * size), (Half)((rng.Next(2) * 2 - 1) * (0.01f + rng.NextSingle() * 0.02f)));
+                break;
+            }
+            case TensorType.Int8:
+                bytes = new byte[count + rows * 4];
+                rng.NextBytes(bytes.AsSpan(0, count));
+                for (int r = 0; r < rows; r++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(count + r * 4), 0.001f + rng.NextSingle() * 0.01f);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "No random generator for this type.");
@@ -69,6 +76,10 @@ public sealed class NativeKernelsTests
         int[][] shapes = [[1, 1, 1], [1, 17, 5], [1, 1000, 301], [2, 8, 4], [3, 64, 33], [5, 100, 7], [16, 257, 40], [7, 130, 70]];
         foreach (var type in new[] { TensorType.F32, TensorType.F16, TensorType.BF16 })
             foreach (var s in shapes) data.Add(type, s[0], s[1], s[2]);
+        // The integer types take rows of whole 32-value blocks.
+        int[][] blockShapes = [[1, 32, 1], [1, 64, 5], [1, 1024, 301], [2, 32, 4], [3, 96, 33], [16, 256, 40], [7, 128, 70]];
+        foreach (var type in new[] { TensorType.Int8, TensorType.Q8_0, TensorType.Q4_0 })
+            foreach (var s in blockShapes) data.Add(type, s[0], s[1], s[2]);
         return data;
     }
 
@@ -109,6 +120,9 @@ public sealed class NativeKernelsTests
     [InlineData(TensorType.F32)]
     [InlineData(TensorType.F16)]
     [InlineData(TensorType.BF16)]
+    [InlineData(TensorType.Int8)]
+    [InlineData(TensorType.Q8_0)]
+    [InlineData(TensorType.Q4_0)]
     public void SimdMatchesScalarReference(TensorType type)
     {
         using var simd = CreateNative(threads: 3, NativeIsa.Best);
@@ -117,7 +131,10 @@ public sealed class NativeKernelsTests
         if (Avx2.IsSupported && Fma.IsSupported) Assert.Equal("avx2", simd.Backend);
 
         var rng = new Random(7 + (int)type);
-        foreach (var (m, k, n) in new[] { (1, 999, 67), (4, 33, 129), (9, 512, 19) })
+        var shapes = type is TensorType.Int8 or TensorType.Q8_0 or TensorType.Q4_0
+            ? new[] { (1, 992, 67), (4, 32, 129), (9, 512, 19) }
+            : new[] { (1, 999, 67), (4, 33, 129), (9, 512, 19) };
+        foreach (var (m, k, n) in shapes)
         {
             using var w = UnmanagedTensor.Random(type, n, k, rng);
             var x = new float[m * k];
@@ -131,11 +148,12 @@ public sealed class NativeKernelsTests
     }
 
     [Fact]
-    public void TypesTheLibraryLacksRunOnTheManagedKernels()
+    public void Int8RowsOfPartialBlocksRunOnTheManagedKernels()
     {
+        // The C integer kernels take whole blocks of 32; such a matrix must still multiply, bit for bit as managed.
         var rng = new Random(3);
-        using var w = UnmanagedTensor.Random(TensorType.Q8_0, 6, 64, rng);
-        var x = new float[2 * 64];
+        using var w = UnmanagedTensor.Random(TensorType.Int8, 6, 40, rng);
+        var x = new float[2 * 40];
         for (int i = 0; i < x.Length; i++) x[i] = UnmanagedTensor.NextFloat(rng);
         var expected = new float[12];
         var actual = new float[12];
@@ -143,6 +161,7 @@ public sealed class NativeKernelsTests
         using var native = CreateNative(threads: 1, NativeIsa.Best);
         native.MatMul(x, 2, w.Tensor, actual);
         Assert.Equal(expected, actual);
+        Assert.NotEqual(new float[12], actual);
     }
 
     [Fact]

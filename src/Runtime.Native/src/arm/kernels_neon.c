@@ -142,4 +142,8 @@ const odllm_kernel_table odllm_kernels_neon = {
     .gemv_bf16 = gemv_bf16,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .quantize_act = odllm_ref_quantize_act,
+    .gemm_q8_0 = odllm_ref_gemm_q8_0,
+    .gemm_q4_0 = odllm_ref_gemm_q4_0,
+    .gemm_i8 = odllm_ref_gemm_i8,
 };

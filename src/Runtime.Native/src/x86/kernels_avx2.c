@@ -163,6 +163,155 @@ static void bf16_to_f32(const uint16_t * src, float * dst, int64_t count) {
     for (; i < count; i++) dst[i] = odllm_bf16_to_f32(src[i]);
 }
 
+/* ---- Integer paths: int8 activations times int8/int4 weights, as llama.cpp's AVX2 vec_dot. ---- */
+
+static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    /* packs interleave 128-bit lanes; this restores the element order. */
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < k / ODLLM_QK; b++) {
+        const float * xb = x + b * ODLLM_QK;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                    _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float db = _mm_cvtss_f32(m4) / 127.0f;
+        const float idb = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = db;
+        const __m256 id = _mm256_set1_ps(idb);
+        const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), mode));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), mode));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), mode));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), mode));
+        __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        _mm256_storeu_si256((__m256i *)(q + b * ODLLM_QK), _mm256_permutevar8x32_epi32(packed, perm));
+    }
+}
+
+/*
+ * The 8 lanes of kernels.h's contract for one block: lane l = sum of w·x over values 4l..4l+3, as floats (exact).
+ * maddubs wants unsigned·signed, so |w| meets x carrying w's sign; no saturation: |x| <= 127 by construction, so a
+ * pair sums to at most 2·128·127 < 2^15.
+ */
+static inline __m256 lanes_i8(__m256i w, __m256i x) {
+    const __m256i dot16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+}
+
+/*
+ * Q4_0 without unpacking to signed bytes: the nibbles u = w + 8 are already unsigned, so
+ * lane = sum(u·x) - 8·sum(x), the second term computed once per activation block (bias).
+ */
+static inline __m256 lanes_u4(__m256i u, __m256i x, __m256i bias) {
+    const __m256i dot16 = _mm256_maddubs_epi16(u, x);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)), bias));
+}
+
+enum { W_Q8_0, W_Q4_0, W_I8 };
+
+typedef struct qrows {
+    const uint8_t * base;      /* row 0 */
+    int64_t stride;            /* bytes per row */
+    const uint8_t * scales;    /* int8: the row-scale table */
+} qrows;
+
+/* Block b of weight row r (Q4_0: the raw nibbles 0..15) and its scale (int8: 1, the row scale comes last). */
+static inline __attribute__((always_inline)) __m256i load_w(int kind, const qrows * w, int64_t r, int64_t b, float * scale) {
+    const uint8_t * row = w->base + r * w->stride;
+    if (kind == W_Q8_0) {
+        const uint8_t * block = row + b * ODLLM_Q8_0_BYTES;
+        *scale = _cvtsh_ss(odllm_load_u16(block));
+        return _mm256_loadu_si256((const __m256i *)(block + 2));
+    }
+    if (kind == W_Q4_0) {
+        const uint8_t * block = row + b * ODLLM_Q4_0_BYTES;
+        *scale = _cvtsh_ss(odllm_load_u16(block));
+        const __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2));
+        /* Low nibbles are values 0..15, high nibbles 16..31: one shift puts them in the two 128-bit halves. */
+        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    }
+    *scale = 1.0f;
+    return _mm256_loadu_si256((const __m256i *)(row + b * ODLLM_QK));
+}
+
+static inline float row_scale(int kind, const qrows * w, int64_t r) {
+    return kind == W_I8 ? odllm_load_f32(w->scales + r * 4) : 1.0f;
+}
+
+/*
+ * MR activation rows against NR weight rows: each weight block is loaded (and for q4 unpacked) once per MR
+ * activation rows, each activation block once per NR weight rows. One 8-lane accumulator per output and
+ * hsum's order make this exactly kernels.h's contract.
+ */
+static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
+                                                         int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    __m256 acc[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++) acc[i][r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xv[2], bias[2];
+        float dx[2];
+        for (int i = 0; i < MR; i++) {
+            xv[i] = _mm256_loadu_si256((const __m256i *)(xq + i * k + b * ODLLM_QK));
+            dx[i] = xd[i * nb + b];
+            if (kind == W_Q4_0)
+                bias[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xv[i]), _mm256_set1_epi16(1));
+        }
+        for (int r = 0; r < NR; r++) {
+            float dw;
+            const __m256i wv = load_w(kind, w, j + r, b, &dw);
+            for (int i = 0; i < MR; i++) {
+                const __m256 lanes = kind == W_Q4_0 ? lanes_u4(wv, xv[i], bias[i]) : lanes_i8(wv, xv[i]);
+                acc[i][r] = _mm256_fmadd_ps(lanes, _mm256_set1_ps(dw * dx[i]), acc[i][r]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++) {
+        const float s = row_scale(kind, w, j + r);
+        for (int i = 0; i < MR; i++) y[i * ldy + r] = kind == W_I8 ? hsum(acc[i][r]) * s : hsum(acc[i][r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
+                                                         const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) tile_q(kind, 2, 4, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+        if (i < m) tile_q(kind, 1, 4, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+    }
+    for (; j < n; j++) {
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) tile_q(kind, 2, 1, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+        if (i < m) tile_q(kind, 1, 1, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+    }
+}
+
+static void gemm_q8_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy) {
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q8_0_BYTES, NULL };
+    gemm_q(W_Q8_0, xq, xd, m, &rows, n, k, y, ldy);
+}
+
+static void gemm_q4_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy) {
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q4_0_BYTES, NULL };
+    gemm_q(W_Q4_0, xq, xd, m, &rows, n, k, y, ldy);
+}
+
+static void gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
+                    int64_t n, int64_t k, float * y, int64_t ldy) {
+    const qrows rows = { (const uint8_t *)w, k, scales };
+    gemm_q(W_I8, xq, xd, m, &rows, n, k, y, ldy);
+}
+
 const odllm_kernel_table odllm_kernels_avx2 = {
     .name = "avx2",
     .gemm_f32 = gemm_f32,
@@ -170,4 +319,8 @@ const odllm_kernel_table odllm_kernels_avx2 = {
     .gemv_bf16 = gemv_bf16,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .quantize_act = quantize_act,
+    .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_i8 = gemm_i8,
 };
