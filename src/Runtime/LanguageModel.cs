@@ -28,7 +28,7 @@ public sealed class LanguageModel : IDisposable
     private readonly Lazy<TextTokenizer?> _tokenizer;
     private readonly string? _temporaryFile;
 
-    private LanguageModel(ModelFile file, IKernels kernels, string source, string? temporaryFile)
+    private LanguageModel(ModelFile file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
     {
         File = file;
         Kernels = kernels;
@@ -36,12 +36,38 @@ public sealed class LanguageModel : IDisposable
         _temporaryFile = temporaryFile;
         Transformer = new Transformer(file.Config, file, kernels);
         _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
+        if (backend is KernelBackend.Cuda or KernelBackend.Auto) PlaceOnGpu(backend);
+    }
+
+    /// <summary>Uploads the weights for <see cref="KernelBackend.Cuda"/>, or tries to for Auto and records why not.</summary>
+    private void PlaceOnGpu(KernelBackend backend)
+    {
+        if (CudaDevices.First is not { } device)
+        {
+            if (backend == KernelBackend.Cuda)
+                throw new OnDeviceLlmException($"The CUDA backend was requested but there is {CudaDevices.UnavailableReason}.");
+            BackendFallbackReason = CudaDevices.UnavailableReason;
+            return;
+        }
+        try
+        {
+            Gpu = new CudaTransformer(Config, File, device);
+        }
+        catch (CudaException e) when (backend == KernelBackend.Auto)
+        {
+            BackendFallbackReason = e.Message;
+        }
+        if (BackendFallbackReason is not null)
+            System.Diagnostics.Trace.TraceInformation($"OnDeviceLlm: running {Source} on the CPU ({Kernels.Name}): {BackendFallbackReason}");
     }
 
     /// <summary>Opens an .odlm file, or converts a Hugging Face folder or a GGUF file to a temporary .odlm first.</summary>
     public static LanguageModel Load(string path, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
+        // Before any conversion, which can take long: a GPU that was asked for and is missing is an error at once.
+        if (options.Backend == KernelBackend.Cuda && CudaDevices.First is null)
+            throw new OnDeviceLlmException($"The CUDA backend was requested but there is {CudaDevices.UnavailableReason}.");
         var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
         if (Directory.Exists(path))
         {
@@ -51,7 +77,18 @@ public sealed class LanguageModel : IDisposable
         }
         if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"Model file {path} does not exist.", path);
         if (GgufFile.IsGguf(path)) return ConvertAndOpen(path, options, kernels);
-        return new LanguageModel(ModelFile.Open(path), kernels, path, null);
+        return Create(ModelFile.Open(path), kernels, path, null, options.Backend);
+    }
+
+    private static LanguageModel Create(ModelFile file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
+    {
+        try { return new LanguageModel(file, kernels, source, temporaryFile, backend); }
+        catch
+        {
+            file.Dispose();
+            (kernels as IDisposable)?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Converts a Hugging Face folder or a GGUF file to a temporary .odlm and maps it.</summary>
@@ -67,7 +104,7 @@ public sealed class LanguageModel : IDisposable
         catch { System.IO.File.Delete(temporary); throw; }
         // The mapping outlives the name on Unix, so the converted copy never lingers on disk.
         if (!OperatingSystem.IsWindows()) { System.IO.File.Delete(temporary); temporary = null!; }
-        return new LanguageModel(file, kernels, path, temporary);
+        return Create(file, kernels, path, temporary, options.Backend);
     }
 
     public ModelFile File { get; }
@@ -75,6 +112,12 @@ public sealed class LanguageModel : IDisposable
     public SpecialTokens Special => File.Special;
     public IKernels Kernels { get; }
     public Transformer Transformer { get; }
+    /// <summary>The weights on a CUDA device when the forward pass runs there; null on the CPU.</summary>
+    public CudaTransformer? Gpu { get; private set; }
+    /// <summary>Why <see cref="KernelBackend.Auto"/> stayed on the CPU ("no CUDA device: …"); null otherwise.</summary>
+    public string? BackendFallbackReason { get; private set; }
+    /// <summary>Where the forward pass runs: "cuda" or the CPU kernels' name.</summary>
+    public string BackendName => Gpu is not null ? "cuda" : Kernels.Name;
     /// <summary>Where the model came from: the .odlm path, the Hugging Face folder or the GGUF file.</summary>
     public string Source { get; }
 
@@ -84,7 +127,9 @@ public sealed class LanguageModel : IDisposable
     public TextTokenizer RequireTokenizer() =>
         Tokenizer ?? throw new TokenizerException($"{Source} has no tokenizer; pass token ids instead of text.");
 
-    public InferenceSession CreateSession(int? contextLength = null) => new(Transformer, contextLength);
+    /// <summary>A new sequence; on a GPU it holds device memory until disposed.</summary>
+    public InferenceSession CreateSession(int? contextLength = null) =>
+        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength);
 
     /// <summary>Encodes a prompt, adding BOS when the model's tokenizer config asks for it.</summary>
     public IReadOnlyList<int> EncodePrompt(string text)
@@ -96,6 +141,7 @@ public sealed class LanguageModel : IDisposable
 
     public void Dispose()
     {
+        Gpu?.Dispose();
         File.Dispose();
         (Kernels as IDisposable)?.Dispose();
         if (_temporaryFile is not null) System.IO.File.Delete(_temporaryFile);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using OnDeviceLlm.Runtime;
+using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Quantization;
 
 namespace OnDeviceLlm.Cli.Commands;
@@ -11,6 +12,7 @@ internal sealed class ModelOptions
     public readonly Option<string?> Quant = new("--quant") { Description = "Storage type when converting a Hugging Face folder or GGUF file on the fly: source|f32|f16|bf16|int8|q8|q4|mixed." };
     public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object on stdout." };
     public readonly Option<int> Threads = new("--threads") { Description = "Compute threads (default: physical cores)." };
+    public readonly Option<string?> Backend = new("--backend") { Description = "Where to run: auto|cuda|native|managed (auto: a CUDA GPU when usable, else the CPU)." };
 
     public void AddTo(Command command)
     {
@@ -18,7 +20,17 @@ internal sealed class ModelOptions
         command.Add(Quant);
         command.Add(Json);
         command.Add(Threads);
+        command.Add(Backend);
     }
+
+    public static KernelBackend ParseBackend(string? text) => text?.ToLowerInvariant() switch
+    {
+        null or "auto" => KernelBackend.Auto,
+        "cuda" or "gpu" => KernelBackend.Cuda,
+        "native" or "cpu" => KernelBackend.Native,
+        "managed" => KernelBackend.Managed,
+        _ => throw new ArgumentException($"--backend: \"{text}\" is not one of auto, cuda, native, managed."),
+    };
 
     public LanguageModel Load(ParseResult parse)
     {
@@ -27,6 +39,7 @@ internal sealed class ModelOptions
         {
             Quantization = quant is null ? QuantizationScheme.Source : QuantizationScheme.Parse(quant),
             Threads = parse.GetValue(Threads),
+            Backend = ParseBackend(parse.GetValue(Backend)),
         };
         return LanguageModel.Load(parse.GetValue(Model)!, options);
     }

@@ -3,12 +3,17 @@ namespace OnDeviceLlm.Runtime.Compute;
 /// <summary>Which kernel implementation to use.</summary>
 public enum KernelBackend
 {
-    /// <summary>The native library when it loads, the managed kernels otherwise.</summary>
+    /// <summary>A CUDA GPU when one is usable, else the native library when it loads, else the managed kernels.</summary>
     Auto,
     /// <summary>The native library; an error when it cannot load.</summary>
     Native,
     /// <summary>The portable managed kernels (System.Numerics.Tensors).</summary>
     Managed,
+    /// <summary>
+    /// The whole forward pass on a CUDA GPU (<see cref="Inference.CudaTransformer"/>); an error when no device is usable.
+    /// <see cref="Auto"/> also takes the GPU when one is usable. CPU kernels, where still needed, are Auto's.
+    /// </summary>
+    Cuda,
 }
 
 /// <summary>Kernel selection: the process-wide default and explicit choices.</summary>
@@ -41,6 +46,7 @@ public static class Kernels
                     ? native
                     : throw new OnDeviceLlmException($"The native kernels were requested but are unavailable: {reason}");
             case KernelBackend.Auto:
+            case KernelBackend.Cuda:
                 return NativeKernels.TryCreate(threads, out var auto, out _) ? auto : ManagedKernels.Instance;
             default:
                 throw new ArgumentOutOfRangeException(nameof(backend), backend, "Unknown kernel backend.");

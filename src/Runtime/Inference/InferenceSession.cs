@@ -1,39 +1,55 @@
 namespace OnDeviceLlm.Runtime.Inference;
 
 /// <summary>
+/// A forward pass together with the KV state it appends to: <see cref="Transformer"/> with its <see cref="KvCache"/>
+/// on the CPU, or a device-resident sequence (<see cref="CudaSequence"/>).
+/// </summary>
+public interface IForwardPass : IDisposable
+{
+    /// <summary>Positions cached so far.</summary>
+    int Length { get; }
+    int Capacity { get; }
+    int VocabSize { get; }
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions Length… and caches them. Writes the logits of the last position,
+    /// or of every position when <paramref name="logits"/> holds tokens.Length rows.
+    /// </summary>
+    void Forward(ReadOnlySpan<int> tokens, Span<float> logits);
+    /// <summary>Forgets positions from <paramref name="length"/> on.</summary>
+    void Truncate(int length);
+}
+
+/// <summary>
 /// One sequence being evaluated: its KV cache, its position and its buffers. Prefill runs the whole
 /// input in one pass (matrix-matrix); decode runs one token. Not thread-safe: one session per conversation.
+/// Dispose it to free device memory at once when its forward pass runs on a GPU.
 /// </summary>
-public sealed class InferenceSession
+public sealed class InferenceSession : IDisposable
 {
-    private readonly Transformer _transformer;
-    private readonly KvCache _cache;
-    private readonly ForwardScratch _scratch;
+    private readonly IForwardPass _pass;
     private readonly float[] _logits;
 
     public InferenceSession(Transformer transformer, int? contextLength = null)
+        : this(new CpuForwardPass(transformer, contextLength)) { }
+
+    public InferenceSession(IForwardPass pass)
     {
-        var c = transformer.Config;
-        int capacity = contextLength ?? c.ContextLength;
-        if (capacity <= 0 || capacity > c.ContextLength)
-            throw new ArgumentOutOfRangeException(nameof(contextLength), $"The context length must be between 1 and the model's {c.ContextLength}.");
-        _transformer = transformer;
-        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim);
-        _scratch = new ForwardScratch(c, capacity);
-        _logits = new float[c.VocabSize];
+        ArgumentNullException.ThrowIfNull(pass);
+        _pass = pass;
+        _logits = new float[pass.VocabSize];
     }
 
     /// <summary>Positions evaluated so far (the length of the cached sequence).</summary>
-    public int Position => _cache.Length;
+    public int Position => _pass.Length;
     /// <summary>Positions this session can hold.</summary>
-    public int ContextLength => _cache.Capacity;
+    public int ContextLength => _pass.Capacity;
     public int VocabSize => _logits.Length;
 
     /// <summary>Evaluates <paramref name="tokens"/> after what is cached and returns the logits of the last one.</summary>
     public ReadOnlySpan<float> Prefill(ReadOnlySpan<int> tokens)
     {
         Validate(tokens);
-        _transformer.Forward(tokens, _cache, _scratch, _logits);
+        _pass.Forward(tokens, _logits);
         return _logits;
     }
 
@@ -42,7 +58,7 @@ public sealed class InferenceSession
     {
         Span<int> one = [token];
         Validate(one);
-        _transformer.Forward(one, _cache, _scratch, _logits);
+        _pass.Forward(one, _logits);
         return _logits;
     }
 
@@ -52,14 +68,16 @@ public sealed class InferenceSession
         if (logits.Length < (long)tokens.Length * VocabSize)
             throw new ArgumentException($"The logits buffer needs {tokens.Length} × {VocabSize} values.", nameof(logits));
         Validate(tokens);
-        _transformer.Forward(tokens, _cache, _scratch, logits[..(tokens.Length * VocabSize)]);
+        _pass.Forward(tokens, logits[..(tokens.Length * VocabSize)]);
     }
 
     /// <summary>Forgets everything; the next prefill starts at position 0.</summary>
-    public void Reset() => _cache.Truncate(0);
+    public void Reset() => _pass.Truncate(0);
 
     /// <summary>Keeps the first <paramref name="length"/> positions (a shared prefix) and forgets the rest.</summary>
-    public void Truncate(int length) => _cache.Truncate(length);
+    public void Truncate(int length) => _pass.Truncate(length);
+
+    public void Dispose() => _pass.Dispose();
 
     private void Validate(ReadOnlySpan<int> tokens)
     {
@@ -73,4 +91,30 @@ public sealed class InferenceSession
                 throw new InferenceException($"Token id {tokens[i]} at index {i} is outside the vocabulary (0 to {VocabSize - 1}).");
         }
     }
+}
+
+/// <summary>The CPU forward pass: <see cref="Transformer"/> over a managed <see cref="KvCache"/>.</summary>
+internal sealed class CpuForwardPass : IForwardPass
+{
+    private readonly Transformer _transformer;
+    private readonly KvCache _cache;
+    private readonly ForwardScratch _scratch;
+
+    public CpuForwardPass(Transformer transformer, int? contextLength)
+    {
+        var c = transformer.Config;
+        int capacity = contextLength ?? c.ContextLength;
+        if (capacity <= 0 || capacity > c.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(contextLength), $"The context length must be between 1 and the model's {c.ContextLength}.");
+        _transformer = transformer;
+        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim);
+        _scratch = new ForwardScratch(c, capacity);
+    }
+
+    public int Length => _cache.Length;
+    public int Capacity => _cache.Capacity;
+    public int VocabSize => _transformer.Config.VocabSize;
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits) => _transformer.Forward(tokens, _cache, _scratch, logits);
+    public void Truncate(int length) => _cache.Truncate(length);
+    public void Dispose() { }
 }

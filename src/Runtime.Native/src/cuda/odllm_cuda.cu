@@ -1,0 +1,498 @@
+// The CUDA backend: device-resident weights, KV cache and activations; one forward pass per call, the one-token
+// decode step captured once as a CUDA graph and replayed. Mirrors src/Runtime/Inference/Transformer.cs.
+#include "odllm_cuda.h"
+#include "cuda_kernels.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <vector>
+
+using namespace odllm_cuda;
+
+namespace {
+
+thread_local char g_error[512];
+
+int fail(int status, const char* format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(g_error, sizeof g_error, format, args);
+    va_end(args);
+    return status;
+}
+
+int cuda_fail(cudaError_t e, const char* what)
+{
+    cudaGetLastError(); // clear a sticky launch error so the next call starts clean
+    int status = e == cudaErrorMemoryAllocation ? ODLLM_CUDA_ERR_OUT_OF_MEMORY
+               : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) ? ODLLM_CUDA_ERR_NO_DEVICE
+               : ODLLM_CUDA_ERR_CUDA;
+    return fail(status, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+#define CK(call, what)                                      \
+    do {                                                    \
+        cudaError_t e_ = (call);                            \
+        if (e_ != cudaSuccess) return cuda_fail(e_, what);  \
+    } while (0)
+
+struct Matrix {
+    const uint8_t* data = nullptr;
+    int type = 0, rows = 0, cols = 0;
+};
+
+struct Layer {
+    Matrix wq, wk, wv, wo, up, down, gate;
+    const float *attn_norm = nullptr, *attn_norm_bias = nullptr, *ffn_norm = nullptr, *ffn_norm_bias = nullptr;
+    const float *post_attn_norm = nullptr, *post_ffn_norm = nullptr;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr, *bup = nullptr, *bdown = nullptr;
+    const float *q_norm = nullptr, *k_norm = nullptr;
+    bool sliding = false;
+};
+
+int64_t matrix_bytes(int type, int64_t rows, int64_t cols)
+{
+    int64_t count = rows * cols;
+    switch (type) {
+    case TYPE_F32: return count * 4;
+    case TYPE_F16:
+    case TYPE_BF16: return count * 2;
+    case TYPE_INT8: return count + rows * 4;
+    case TYPE_Q8_0: return count / 32 * 34;
+    case TYPE_Q4_0: return count / 32 * 18;
+    default: return -1;
+    }
+}
+
+} // namespace
+
+struct odllm_cuda_model {
+    int device = 0;
+    odllm_cuda_config c{};
+    Matrix embedding, output;
+    const float *output_norm = nullptr, *output_norm_bias = nullptr, *output_bias = nullptr;
+    const float *inv_freq = nullptr, *alibi_slopes = nullptr;
+    std::vector<Layer> layers;
+    std::vector<void*> allocations;
+    int64_t weight_bytes = 0;
+
+    ~odllm_cuda_model()
+    {
+        for (void* p : allocations) cudaFree(p);
+    }
+
+    int upload(const void* host, int64_t bytes, const void** device)
+    {
+        void* p = nullptr;
+        CK(cudaMalloc(&p, (size_t)bytes), "cudaMalloc of weights");
+        allocations.push_back(p);
+        CK(cudaMemcpy(p, host, (size_t)bytes, cudaMemcpyHostToDevice), "uploading weights");
+        weight_bytes += bytes;
+        *device = p;
+        return ODLLM_CUDA_OK;
+    }
+
+    int vector(const float* host, int64_t count, const float** device, bool required, const char* what)
+    {
+        *device = nullptr;
+        if (!host) return required ? fail(ODLLM_CUDA_ERR_INVALID, "the %s vector is missing", what) : ODLLM_CUDA_OK;
+        return upload(host, count * 4, reinterpret_cast<const void**>(device));
+    }
+
+    int matrix(const odllm_cuda_matrix& m, int rows, int cols, Matrix* out, const char* what, const void* shareHost = nullptr,
+               const Matrix* shared = nullptr)
+    {
+        if (!m.data) return fail(ODLLM_CUDA_ERR_INVALID, "the %s matrix is missing", what);
+        if (m.rows != rows || m.cols != cols)
+            return fail(ODLLM_CUDA_ERR_INVALID, "the %s matrix is [%d, %d] but the config needs [%d, %d]", what, m.rows, m.cols,
+                        rows, cols);
+        if (m.type < TYPE_F32 || m.type > TYPE_Q4_0) return fail(ODLLM_CUDA_ERR_INVALID, "the %s matrix has unknown type %d", what, m.type);
+        // The kernels decode 8 columns at a time (a whole 32-block for q8_0/q4_0).
+        if (cols % 8 != 0 || ((m.type == TYPE_Q8_0 || m.type == TYPE_Q4_0) && cols % 32 != 0))
+            return fail(ODLLM_CUDA_ERR_INVALID, "the %s matrix has %d columns; the CUDA kernels need a multiple of 8 (32 for q8_0/q4_0)",
+                        what, cols);
+        int64_t need = matrix_bytes(m.type, rows, cols);
+        if (m.bytes != need)
+            return fail(ODLLM_CUDA_ERR_INVALID, "the %s matrix holds %lld bytes but [%d, %d] of type %d needs %lld", what,
+                        (long long)m.bytes, rows, cols, m.type, (long long)need);
+        out->type = m.type; out->rows = rows; out->cols = cols;
+        if (shared && shareHost == m.data) { out->data = shared->data; return ODLLM_CUDA_OK; }
+        return upload(m.data, m.bytes, reinterpret_cast<const void**>(&out->data));
+    }
+};
+
+struct odllm_cuda_sequence {
+    odllm_cuda_model* model = nullptr;
+    int capacity = 0;
+    int max_keys = 0;  // longest key range a query can see: the attention kernel's shared-memory size
+    cudaStream_t stream = nullptr;
+    float* kv = nullptr;  // [layer][k|v][capacity][kv_dim]
+    // Activations for up to `rows` positions at once.
+    int rows = 0, logit_rows = 0;
+    float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *att_out = nullptr;
+    float *up = nullptr, *gate = nullptr, *ffn_out = nullptr, *logits = nullptr;
+    float* xq = nullptr;  // quantized activations for the integer weight types
+    int32_t* d_io = nullptr;  // [0] = pos0, [1…] = tokens
+    int32_t* h_io = nullptr;  // pinned mirror of d_io
+    float* h_logits = nullptr;  // pinned
+    cudaGraphExec_t graph = nullptr;
+
+    ~odllm_cuda_sequence()
+    {
+        release_buffers();
+        release_logits();
+        if (graph) cudaGraphExecDestroy(graph);
+        cudaFree(kv);
+        if (stream) cudaStreamDestroy(stream);
+    }
+
+    void release_buffers()
+    {
+        for (float* p : {x, xn, q, k, v, att, att_out, up, gate, ffn_out, xq}) cudaFree(p);
+        cudaFree(d_io);
+        cudaFreeHost(h_io);
+        x = xn = q = k = v = att = att_out = up = gate = ffn_out = xq = nullptr;
+        d_io = nullptr; h_io = nullptr;
+        rows = 0;
+    }
+
+    void release_logits()
+    {
+        cudaFree(logits);
+        cudaFreeHost(h_logits);
+        logits = nullptr; h_logits = nullptr;
+        logit_rows = 0;
+    }
+
+    float* keys(int layer) const
+    {
+        const auto& c = model->c;
+        return kv + (int64_t)layer * 2 * capacity * c.kv_heads * c.head_dim;
+    }
+    float* values(int layer) const { return keys(layer) + (int64_t)capacity * model->c.kv_heads * model->c.head_dim; }
+
+    int ensure(int n, int logitRows)
+    {
+        const auto& c = model->c;
+        if (n > rows) {
+            // The captured graph points at the old buffers.
+            if (graph) { cudaGraphExecDestroy(graph); graph = nullptr; }
+            release_buffers();
+            int64_t h = c.hidden, qd = (int64_t)c.heads * c.head_dim, kvd = (int64_t)c.kv_heads * c.head_dim, f = c.ffn;
+            int64_t widest = std::max(std::max(h, qd), f);
+            struct { float** p; int64_t per; } plan[] = {{&x, h}, {&xn, h}, {&att_out, h}, {&ffn_out, h}, {&q, qd}, {&att, qd},
+                                                         {&k, kvd}, {&v, kvd}, {&up, f}, {&gate, f}, {&xq, widest}};
+            for (auto& b : plan) CK(cudaMalloc(reinterpret_cast<void**>(b.p), (size_t)(b.per * n * 4)), "cudaMalloc of activations");
+            CK(cudaMalloc(reinterpret_cast<void**>(&d_io), (size_t)(n + 1) * 4), "cudaMalloc of token ids");
+            CK(cudaMallocHost(reinterpret_cast<void**>(&h_io), (size_t)(n + 1) * 4), "cudaMallocHost of token ids");
+            rows = n;
+        }
+        if (logitRows > logit_rows) {
+            if (graph) { cudaGraphExecDestroy(graph); graph = nullptr; }
+            release_logits();
+            size_t bytes = (size_t)logitRows * c.vocab * 4;
+            CK(cudaMalloc(reinterpret_cast<void**>(&logits), bytes), "cudaMalloc of logits");
+            CK(cudaMallocHost(reinterpret_cast<void**>(&h_logits), bytes), "cudaMallocHost of logits");
+            logit_rows = logitRows;
+        }
+        return ODLLM_CUDA_OK;
+    }
+
+    void linear(const float* in, int n, const Matrix& w, const float* bias, float* out)
+    {
+        if (quantizes_activations(w.type)) {
+            launch_quantize_activations(in, xq, n, w.cols, stream);
+            in = xq;
+        }
+        launch_matmul(in, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+    }
+
+    void norm_rows(const float* in, const float* w, const float* b, float* out, int n)
+    {
+        launch_norm(in, out, w, b, n, model->c.hidden, 0, model->c.norm_kind, model->c.norm_eps, stream);
+    }
+
+    void feed_forward(const Layer& w, const float* in, int n)
+    {
+        const auto& c = model->c;
+        linear(in, n, w.up, w.bup, up);
+        if (w.gate.data) {
+            linear(in, n, w.gate, nullptr, gate);
+            launch_activate(up, gate, (int64_t)n * c.ffn, c.activation, stream);
+        } else {
+            launch_activate(up, nullptr, (int64_t)n * c.ffn, c.activation, stream);
+        }
+        linear(up, n, w.down, w.bdown, ffn_out);
+    }
+
+    // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits
+    // copied to h_logits. Everything it launches reads positions from device memory, so a capture replays.
+    void enqueue(int n, bool allPositions)
+    {
+        const auto& c = model->c;
+        int h = c.hidden, d = c.head_dim, kvDim = c.kv_heads * d;
+        const int32_t* pos0 = d_io;
+        const int32_t* tokens = d_io + 1;
+        cudaMemcpyAsync(d_io, h_io, (size_t)(n + 1) * 4, cudaMemcpyHostToDevice, stream);
+        const Matrix& e = model->embedding;
+        launch_embed(tokens, n, e.data, e.type, e.rows, e.cols, c.embed_scale, x, stream);
+        int64_t hn = (int64_t)n * h;
+        for (int l = 0; l < c.layers; l++) {
+            const Layer& w = model->layers[l];
+            norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n);
+            linear(xn, n, w.wq, w.bq, q);
+            linear(xn, n, w.wk, w.bk, k);
+            linear(xn, n, w.wv, w.bv, v);
+            if (w.q_norm) launch_norm(q, q, w.q_norm, nullptr, n * c.heads, d, c.heads, NORM_LAYER, c.norm_eps, stream);
+            if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
+            if (c.rotary_dim > 0) launch_rope(q, k, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, model->inv_freq, stream);
+            launch_kv_store(k, v, keys(l), values(l), n, kvDim, pos0, stream);
+            launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, w.sliding ? c.sliding_window : 0,
+                             c.attn_scale, c.attn_softcap, model->alibi_slopes, max_keys, stream);
+            linear(att, n, w.wo, w.bo, att_out);
+            switch (c.layout) {
+            case 0: // sequential
+                launch_add(x, att_out, x, hn, stream);
+                norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n);
+                feed_forward(w, xn, n);
+                launch_add(x, ffn_out, x, hn, stream);
+                break;
+            case 1: // parallel: one shared norm, or a separate MLP norm (Falcon-40B)
+                if (w.ffn_norm) norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n);
+                feed_forward(w, xn, n);
+                launch_add(ffn_out, att_out, ffn_out, hn, stream);
+                launch_add(x, ffn_out, x, hn, stream);
+                break;
+            default: // sandwich
+                norm_rows(att_out, w.post_attn_norm, nullptr, att_out, n);
+                launch_add(x, att_out, x, hn, stream);
+                norm_rows(x, w.ffn_norm, nullptr, xn, n);
+                feed_forward(w, xn, n);
+                norm_rows(ffn_out, w.post_ffn_norm, nullptr, ffn_out, n);
+                launch_add(x, ffn_out, x, hn, stream);
+                break;
+            }
+        }
+        int first = allPositions ? 0 : n - 1, count = n - first;
+        norm_rows(x + (int64_t)first * h, model->output_norm, model->output_norm_bias, xn, count);
+        linear(xn, count, model->output, model->output_bias, logits);
+        int64_t logitCount = (int64_t)count * c.vocab;
+        if (c.final_softcap > 0) launch_softcap(logits, logitCount, c.final_softcap, stream);
+        cudaMemcpyAsync(h_logits, logits, (size_t)logitCount * 4, cudaMemcpyDeviceToHost, stream);
+    }
+};
+
+extern "C" {
+
+ODLLM_CUDA_API int odllm_cuda_abi_version(void) { return ODLLM_CUDA_ABI_VERSION; }
+
+ODLLM_CUDA_API const char* odllm_cuda_last_error(void) { return g_error; }
+
+ODLLM_CUDA_API int odllm_cuda_device_count(int32_t* count)
+{
+    if (!count) return fail(ODLLM_CUDA_ERR_INVALID, "count is NULL");
+    *count = 0;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaGetDeviceCount");
+    *count = n;
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API int odllm_cuda_device_info(int32_t device, char* name, int32_t name_capacity, int32_t* cc_major,
+                                          int32_t* cc_minor, int64_t* total_memory)
+{
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+    if (name && name_capacity > 0) snprintf(name, (size_t)name_capacity, "%s", p.name);
+    if (cc_major) *cc_major = p.major;
+    if (cc_minor) *cc_minor = p.minor;
+    if (total_memory) *total_memory = (int64_t)p.totalGlobalMem;
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API int odllm_cuda_model_create(int32_t device, const odllm_cuda_config* config,
+                                           const odllm_cuda_matrix* embedding, const odllm_cuda_matrix* output,
+                                           const float* output_norm, const float* output_norm_bias,
+                                           const float* output_bias, const odllm_cuda_layer* layers,
+                                           const float* inv_freq, const float* alibi_slopes, odllm_cuda_model** model)
+{
+    if (!config || !embedding || !output || !layers || !model) return fail(ODLLM_CUDA_ERR_INVALID, "a required argument is NULL");
+    *model = nullptr;
+    const odllm_cuda_config& c = *config;
+    if (c.vocab <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.kv_heads <= 0 || c.head_dim <= 0 || c.ffn <= 0
+        || c.heads % c.kv_heads != 0 || c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0
+        || c.norm_kind < 0 || c.norm_kind > 2 || c.activation < 0 || c.activation > 2 || c.layout < 0 || c.layout > 2)
+        return fail(ODLLM_CUDA_ERR_INVALID, "the model config is inconsistent (sizes, head counts, rotary dims or kinds)");
+    if (c.hidden % 8 != 0 || c.head_dim % 8 != 0 || c.ffn % 8 != 0)
+        return fail(ODLLM_CUDA_ERR_INVALID, "hidden size %d, head dim %d and FFN size %d must be multiples of 8 for the CUDA kernels",
+                    c.hidden, c.head_dim, c.ffn);
+    if (c.rotary_dim > 0 && !inv_freq) return fail(ODLLM_CUDA_ERR_INVALID, "inv_freq is NULL with a rotary embedding");
+    CK(cudaSetDevice(device), "cudaSetDevice");
+
+    auto* m = new (std::nothrow) odllm_cuda_model();
+    if (!m) return fail(ODLLM_CUDA_ERR_OUT_OF_MEMORY, "out of host memory");
+    m->device = device;
+    m->c = c;
+    int qDim = c.heads * c.head_dim, kvDim = c.kv_heads * c.head_dim;
+    int s = m->matrix(*embedding, c.vocab, c.hidden, &m->embedding, "token embedding");
+    if (s == ODLLM_CUDA_OK) s = m->matrix(*output, c.vocab, c.hidden, &m->output, "output", embedding->data, &m->embedding);
+    if (s == ODLLM_CUDA_OK) s = m->vector(output_norm, c.hidden, &m->output_norm, true, "output norm");
+    if (s == ODLLM_CUDA_OK) s = m->vector(output_norm_bias, c.hidden, &m->output_norm_bias, false, "output norm bias");
+    if (s == ODLLM_CUDA_OK) s = m->vector(output_bias, c.vocab, &m->output_bias, false, "output bias");
+    if (s == ODLLM_CUDA_OK && c.rotary_dim > 0) s = m->vector(inv_freq, c.rotary_dim / 2, &m->inv_freq, true, "inv_freq");
+    if (s == ODLLM_CUDA_OK) s = m->vector(alibi_slopes, c.heads, &m->alibi_slopes, false, "ALiBi slopes");
+    m->layers.resize((size_t)c.layers);
+    for (int l = 0; l < c.layers && s == ODLLM_CUDA_OK; l++) {
+        const odllm_cuda_layer& in = layers[l];
+        Layer& w = m->layers[(size_t)l];
+        w.sliding = in.sliding != 0;
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.wq, qDim, c.hidden, &w.wq, "attention q");
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.wk, kvDim, c.hidden, &w.wk, "attention k");
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.wv, kvDim, c.hidden, &w.wv, "attention v");
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.wo, c.hidden, qDim, &w.wo, "attention output");
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.up, c.ffn, c.hidden, &w.up, "FFN up");
+        if (s == ODLLM_CUDA_OK) s = m->matrix(in.down, c.hidden, c.ffn, &w.down, "FFN down");
+        if (s == ODLLM_CUDA_OK && in.gate.data) s = m->matrix(in.gate, c.ffn, c.hidden, &w.gate, "FFN gate");
+        bool sequentialOrSandwich = c.layout != 1;
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.attn_norm, c.hidden, &w.attn_norm, true, "attention norm");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.attn_norm_bias, c.hidden, &w.attn_norm_bias, false, "attention norm bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.ffn_norm, c.hidden, &w.ffn_norm, sequentialOrSandwich, "FFN norm");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.ffn_norm_bias, c.hidden, &w.ffn_norm_bias, false, "FFN norm bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.post_attn_norm, c.hidden, &w.post_attn_norm, c.layout == 2, "post-attention norm");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.post_ffn_norm, c.hidden, &w.post_ffn_norm, c.layout == 2, "post-FFN norm");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bq, qDim, &w.bq, false, "q bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bk, kvDim, &w.bk, false, "k bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bv, kvDim, &w.bv, false, "v bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bo, c.hidden, &w.bo, false, "attention output bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bup, c.ffn, &w.bup, false, "FFN up bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.bdown, c.hidden, &w.bdown, false, "FFN down bias");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.q_norm, qDim, &w.q_norm, false, "q norm");
+        if (s == ODLLM_CUDA_OK) s = m->vector(in.k_norm, kvDim, &w.k_norm, false, "k norm");
+    }
+    if (s != ODLLM_CUDA_OK) { delete m; return s; }
+    *model = m;
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API void odllm_cuda_model_free(odllm_cuda_model* model) { delete model; }
+
+ODLLM_CUDA_API int64_t odllm_cuda_model_weight_bytes(const odllm_cuda_model* model) { return model ? model->weight_bytes : 0; }
+
+ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t capacity, odllm_cuda_sequence** sequence)
+{
+    if (!model || !sequence) return fail(ODLLM_CUDA_ERR_INVALID, "a required argument is NULL");
+    *sequence = nullptr;
+    if (capacity <= 0) return fail(ODLLM_CUDA_ERR_INVALID, "the context length must be at least 1, not %d", capacity);
+    const auto& c = model->c;
+    CK(cudaSetDevice(model->device), "cudaSetDevice");
+    int maxKeys = capacity;
+    bool anySliding = false, anyFull = false;
+    for (const auto& l : model->layers) (l.sliding ? anySliding : anyFull) = true;
+    if (anySliding && !anyFull && c.sliding_window > 0) maxKeys = std::min(capacity, c.sliding_window);
+    size_t shared = attention_shared_bytes(c.head_dim, maxKeys);
+    int optin = 0;
+    CK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, model->device), "cudaDeviceGetAttribute");
+    if (shared + 128 > (size_t)optin)
+        return fail(ODLLM_CUDA_ERR_INVALID, "a context of %d positions needs %zu bytes of shared memory in the attention kernel; "
+                    "this device allows %d (use a shorter context)", capacity, shared, optin);
+    CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared), "cudaFuncSetAttribute");
+
+    auto* s = new (std::nothrow) odllm_cuda_sequence();
+    if (!s) return fail(ODLLM_CUDA_ERR_OUT_OF_MEMORY, "out of host memory");
+    s->model = model;
+    s->capacity = capacity;
+    s->max_keys = maxKeys;
+    cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) {
+        size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * sizeof(float);
+        e = cudaMalloc(reinterpret_cast<void**>(&s->kv), bytes);
+    }
+    if (e != cudaSuccess) { delete s; return cuda_fail(e, "creating the KV cache"); }
+    int status = s->ensure(1, 1);
+    if (status != ODLLM_CUDA_OK) { delete s; return status; }
+    *sequence = s;
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API void odllm_cuda_sequence_free(odllm_cuda_sequence* sequence) { delete sequence; }
+
+ODLLM_CUDA_API int odllm_cuda_sequence_forward(odllm_cuda_sequence* s, const int32_t* tokens, int32_t n, int32_t pos0,
+                                               int32_t all_positions, int32_t use_graph, float* logits)
+{
+    if (!s || !tokens || !logits) return fail(ODLLM_CUDA_ERR_INVALID, "a required argument is NULL");
+    const auto& c = s->model->c;
+    if (n <= 0 || pos0 < 0 || (int64_t)pos0 + n > s->capacity)
+        return fail(ODLLM_CUDA_ERR_INVALID, "positions %d to %d do not fit a context of %d", pos0, pos0 + n - 1, s->capacity);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c.vocab)
+            return fail(ODLLM_CUDA_ERR_INVALID, "token id %d at index %d is outside the vocabulary (0 to %d)", tokens[i], i, c.vocab - 1);
+    CK(cudaSetDevice(s->model->device), "cudaSetDevice");
+    bool all = all_positions != 0 && n > 1;
+    int logitRows = all ? n : 1;
+    int status = s->ensure(n, logitRows);
+    if (status != ODLLM_CUDA_OK) return status;
+    s->h_io[0] = pos0;
+    memcpy(s->h_io + 1, tokens, (size_t)n * 4);
+
+    if (n == 1 && use_graph) {
+        if (!s->graph) {
+            cudaGraph_t graph = nullptr;
+            CK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+            s->enqueue(1, false);
+            cudaError_t e = cudaStreamEndCapture(s->stream, &graph);
+            if (e != cudaSuccess) return cuda_fail(e, "capturing the decode step");
+            e = cudaGraphInstantiate(&s->graph, graph, 0);
+            cudaGraphDestroy(graph);
+            if (e != cudaSuccess) { s->graph = nullptr; return cuda_fail(e, "instantiating the decode graph"); }
+        }
+        CK(cudaGraphLaunch(s->graph, s->stream), "launching the decode graph");
+    } else {
+        s->enqueue(n, all);
+        CK(cudaGetLastError(), "launching the forward pass");
+    }
+    CK(cudaStreamSynchronize(s->stream), "running the forward pass");
+    memcpy(logits, s->h_logits, (size_t)logitRows * c.vocab * 4);
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API int odllm_cuda_measure_bandwidth(int32_t device, int64_t bytes, double* bytes_per_second)
+{
+    if (!bytes_per_second || bytes <= 0) return fail(ODLLM_CUDA_ERR_INVALID, "bad bandwidth measurement arguments");
+    CK(cudaSetDevice(device), "cudaSetDevice");
+    void *a = nullptr, *b = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    int status = ODLLM_CUDA_OK;
+    std::vector<float> times;
+    cudaError_t e = cudaMalloc(&a, (size_t)bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&b, (size_t)bytes);
+    if (e == cudaSuccess) e = cudaMemset(a, 1, (size_t)bytes);
+    if (e == cudaSuccess) e = cudaEventCreate(&start);
+    if (e == cudaSuccess) e = cudaEventCreate(&stop);
+    for (int i = 0; i < 12 && e == cudaSuccess; i++) {
+        e = cudaEventRecord(start);
+        if (e == cudaSuccess) e = cudaMemcpy(b, a, (size_t)bytes, cudaMemcpyDeviceToDevice);
+        if (e == cudaSuccess) e = cudaEventRecord(stop);
+        if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+        float ms = 0;
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+        if (i >= 2) times.push_back(ms);  // the first copies warm up clocks and the TLB
+    }
+    if (e != cudaSuccess) status = cuda_fail(e, "measuring the device bandwidth");
+    else {
+        std::sort(times.begin(), times.end());
+        *bytes_per_second = 2.0 * (double)bytes / (times[times.size() / 2] * 1e-3);
+    }
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    cudaFree(a);
+    cudaFree(b);
+    return status;
+}
+
+} // extern "C"

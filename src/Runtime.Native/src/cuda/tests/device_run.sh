@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# On a GPU machine, from the repository root: build libodllm_cuda and its kernel tests with CMake, run them
+# (CTest), then every fixture through the published odllm CLI (no .NET SDK needed there).
+#   device_run.sh <published odllm folder> <fixtures folder> [quant ...]
+# The published folder: dotnet publish src/Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -o DIR
+set -u
+odllm_dir=$1; fixtures=$2; shift 2
+build=${ODLLM_CUDA_BUILD:-/tmp/odllm-cuda-build}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+nvcc --version | tail -1
+cmake -S src/Runtime.Native -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=${ODLLM_CUDA_ARCH:-90} > "$build.configure.log" 2>&1 \
+  || { cat "$build.configure.log"; exit 1; }
+cmake --build "$build" -j 16 2>&1 | grep -E "error|warning|FAILED" | head -60
+[ -f "$build/libodllm_cuda.so" ] || { echo "build failed"; exit 1; }
+(cd "$build" && ctest --output-on-failure -j 2) 2>&1 | tail -n 120
+"$build/test_cuda" | grep -v "^ok" | tail -40
+export ODLLM_CUDA_LIBRARY="$build/libodllm_cuda.so"
+python3 src/Runtime.Native/src/cuda/tests/check_fixtures.py "$odllm_dir/odllm" "$fixtures" "$@"

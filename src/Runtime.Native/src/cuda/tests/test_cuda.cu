@@ -1,0 +1,363 @@
+// Kernel-by-kernel checks of the CUDA backend against scalar CPU references in double precision, on fresh random
+// data, with outputs poisoned (NaN) before each launch so an unwritten element fails. Exit 77 (CTest's skip code)
+// when no device is present.
+#include "../cuda_kernels.cuh"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace odllm_cuda;
+
+static int g_failures = 0, g_checks = 0;
+static std::mt19937 g_rng(1234);
+
+#define CUDA_OK(call)                                                                                   \
+    do {                                                                                                \
+        cudaError_t e_ = (call);                                                                        \
+        if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } \
+    } while (0)
+
+static float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+static std::vector<float> random_vector(size_t n, float scale = 1.f)
+{
+    std::vector<float> v(n);
+    for (auto& x : v) x = uniform(-scale, scale);
+    return v;
+}
+
+template <typename T> struct Device {
+    T* p = nullptr;
+    size_t n = 0;
+    explicit Device(size_t count) : n(count) { CUDA_OK(cudaMalloc(&p, count * sizeof(T) + 16)); }
+    Device(const std::vector<T>& host) : Device(host.size()) { CUDA_OK(cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+    ~Device() { cudaFree(p); }
+    void poison() { CUDA_OK(cudaMemset(p, 0xFF, n * sizeof(T))); }  // all-ones bits: NaN for floats
+    std::vector<T> get() const
+    {
+        std::vector<T> h(n);
+        CUDA_OK(cudaDeviceSynchronize());
+        CUDA_OK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+        return h;
+    }
+};
+
+static void check(const char* what, const std::vector<float>& got, const std::vector<double>& want, const std::vector<double>& scale,
+                  double tolerance)
+{
+    g_checks++;
+    double worst = 0; size_t at = 0;
+    bool bad = got.size() != want.size();
+    for (size_t i = 0; i < want.size() && !bad; i++) {
+        double err = std::fabs((double)got[i] - want[i]) / (scale.empty() ? 1.0 : std::max(scale[i], 1e-30));
+        if (!(err <= tolerance)) bad = true;
+        if (!(err <= worst)) { worst = err; at = i; }
+    }
+    if (bad) {
+        g_failures++;
+        printf("FAIL %-48s worst %.3g at %zu (got %.8g want %.8g)\n", what, worst, at, at < got.size() ? got[at] : NAN, want[at]);
+    } else {
+        printf("ok   %-48s worst %.3g\n", what, worst);
+    }
+}
+
+// ---- weight encodings (random bytes in the stored layouts) and their scalar decoding ----
+
+static float half_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+static uint16_t float_to_half(float f) { return __half_as_ushort(__float2half(f)); }
+
+static std::vector<uint8_t> random_matrix(int type, int rows, int cols)
+{
+    std::vector<uint8_t> b;
+    auto push16 = [&](uint16_t v) { b.push_back((uint8_t)v); b.push_back((uint8_t)(v >> 8)); };
+    switch (type) {
+    case TYPE_F32:
+        for (int i = 0; i < rows * cols; i++) { float f = uniform(-1, 1); uint8_t* p = (uint8_t*)&f; b.insert(b.end(), p, p + 4); }
+        break;
+    case TYPE_F16:
+        for (int i = 0; i < rows * cols; i++) push16(float_to_half(uniform(-1, 1)));
+        break;
+    case TYPE_BF16:
+        for (int i = 0; i < rows * cols; i++) { float f = uniform(-1, 1); uint32_t u; memcpy(&u, &f, 4); push16((uint16_t)(u >> 16)); }
+        break;
+    case TYPE_INT8:
+        for (int i = 0; i < rows * cols; i++) b.push_back((uint8_t)(int8_t)(g_rng() % 255 - 127));
+        for (int r = 0; r < rows; r++) { float s = uniform(0.001f, 0.02f); uint8_t* p = (uint8_t*)&s; b.insert(b.end(), p, p + 4); }
+        break;
+    case TYPE_Q8_0:
+        for (int blk = 0; blk < rows * cols / 32; blk++) {
+            push16(float_to_half(uniform(0.001f, 0.02f)));
+            for (int i = 0; i < 32; i++) b.push_back((uint8_t)(int8_t)(g_rng() % 255 - 127));
+        }
+        break;
+    default:
+        for (int blk = 0; blk < rows * cols / 32; blk++) {
+            push16(float_to_half(uniform(0.01f, 0.2f)));
+            for (int i = 0; i < 16; i++) b.push_back((uint8_t)(g_rng() & 0xFF));
+        }
+        break;
+    }
+    return b;
+}
+
+static double decode(int type, const std::vector<uint8_t>& b, int rows, int cols, int r, int c)
+{
+    int64_t i = (int64_t)r * cols + c;
+    switch (type) {
+    case TYPE_F32: { float f; memcpy(&f, &b[i * 4], 4); return f; }
+    case TYPE_F16: return half_to_float((uint16_t)(b[i * 2] | b[i * 2 + 1] << 8));
+    case TYPE_BF16: { uint32_t u = (uint32_t)(b[i * 2] | b[i * 2 + 1] << 8) << 16; float f; memcpy(&f, &u, 4); return f; }
+    case TYPE_INT8: { float s; memcpy(&s, &b[(int64_t)rows * cols + r * 4], 4); return (int8_t)b[i] * (double)s; }
+    case TYPE_Q8_0: {
+        const uint8_t* blk = &b[(i / 32) * 34];
+        return (int8_t)blk[2 + c % 32] * (double)half_to_float((uint16_t)(blk[0] | blk[1] << 8));
+    }
+    default: {
+        const uint8_t* blk = &b[(i / 32) * 18];
+        int j = c % 32;
+        int q = j < 16 ? (blk[2 + j] & 0xF) : (blk[2 + j - 16] >> 4);
+        return (q - 8) * (double)half_to_float((uint16_t)(blk[0] | blk[1] << 8));
+    }
+    }
+}
+
+static const char* type_name(int t)
+{
+    static const char* names[] = {"f32", "f16", "bf16", "int8", "q8_0", "q4_0"};
+    return names[t];
+}
+
+static void test_matmul(int type, int m, int k, int n, bool withBias)
+{
+    auto w = random_matrix(type, n, k);
+    auto x = random_vector((size_t)m * k);
+    auto bias = random_vector(n);
+    std::vector<double> want((size_t)m * n), scale((size_t)m * n);
+    for (int t = 0; t < m; t++)
+        for (int r = 0; r < n; r++) {
+            double s = withBias ? bias[r] : 0, a = withBias ? std::fabs(bias[r]) : 0;
+            for (int c = 0; c < k; c++) { double p = x[(size_t)t * k + c] * decode(type, w, n, k, r, c); s += p; a += std::fabs(p); }
+            want[(size_t)t * n + r] = s;
+            scale[(size_t)t * n + r] = a;  // error relative to Σ|x·w|: f32 rounding of the sum
+        }
+    Device<uint8_t> dw(w);
+    Device<float> dx(x), db(bias), dy((size_t)m * n);
+    dy.poison();
+    launch_matmul(dx.p, m, k, dw.p, type, n, withBias ? db.p : nullptr, dy.p, 0);
+    CUDA_OK(cudaGetLastError());
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s m=%d k=%d n=%d%s", type_name(type), m, k, n, withBias ? " +bias" : "");
+    check(what, dy.get(), want, scale, 1e-5);
+}
+
+static void test_embed(int type)
+{
+    int rows = 50, cols = 96;
+    auto e = random_matrix(type, rows, cols);
+    std::vector<int32_t> tokens = {3, 0, 49, 17, 3};
+    float scale = 45.254833995939045f;
+    std::vector<double> want;
+    for (int t : tokens) for (int c = 0; c < cols; c++) want.push_back(decode(type, e, rows, cols, t, c) * (double)scale);
+    Device<uint8_t> de(e);
+    Device<int32_t> dt(tokens);
+    Device<float> dx(tokens.size() * cols);
+    dx.poison();
+    launch_embed(dt.p, (int)tokens.size(), de.p, type, rows, cols, scale, dx.p, 0);
+    char what[64];
+    snprintf(what, sizeof what, "embedding %s", type_name(type));
+    check(what, dx.get(), want, {}, 1e-5 * 50);
+}
+
+static void test_norm(int kind, int rows, int h, int heads, bool withBias)
+{
+    auto x = random_vector((size_t)rows * h, 3.f);
+    for (int i = 0; i < h; i++) x[i] += 5.f;  // a row with a large mean tests LayerNorm's centring
+    auto w = random_vector((size_t)(heads > 0 ? heads : 1) * h);
+    auto b = random_vector(h);
+    std::vector<double> want((size_t)rows * h);
+    for (int r = 0; r < rows; r++) {
+        const float* xr = &x[(size_t)r * h];
+        const float* wr = &w[heads > 0 ? (size_t)(r % heads) * h : 0];
+        double mean = 0, var = 0, ss = 0;
+        for (int i = 0; i < h; i++) { mean += xr[i]; ss += (double)xr[i] * xr[i]; }
+        mean /= h;
+        for (int i = 0; i < h; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= h;
+        for (int i = 0; i < h; i++) {
+            double y;
+            if (kind == NORM_LAYER) y = (xr[i] - mean) / std::sqrt(var + 1e-5) * wr[i] + (withBias ? b[i] : 0);
+            else y = xr[i] / std::sqrt(ss / h + 1e-5) * (kind == NORM_RMS_PLUS_ONE ? 1 + wr[i] : wr[i]);
+            want[(size_t)r * h + i] = y;
+        }
+    }
+    Device<float> dx(x), dw(w), db(b), dy((size_t)rows * h);
+    dy.poison();
+    launch_norm(dx.p, dy.p, dw.p, withBias ? db.p : nullptr, rows, h, heads, kind, 1e-5f, 0);
+    char what[96];
+    snprintf(what, sizeof what, "norm kind=%d rows=%d h=%d heads=%d%s", kind, rows, h, heads, withBias ? " +bias" : "");
+    check(what, dy.get(), want, {}, 2e-5);
+    // In place, as the forward pass uses it for q/k norms and sandwich norms.
+    launch_norm(dx.p, dx.p, dw.p, withBias ? db.p : nullptr, rows, h, heads, kind, 1e-5f, 0);
+    snprintf(what, sizeof what, "norm in place kind=%d h=%d", kind, h);
+    check(what, dx.get(), want, {}, 2e-5);
+}
+
+static void test_rope(int n, int heads, int kvHeads, int d, int rotary, int pos0)
+{
+    auto q = random_vector((size_t)n * heads * d), k = random_vector((size_t)n * kvHeads * d);
+    int half = rotary / 2;
+    std::vector<float> inv(half);
+    for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / rotary));
+    auto rotate = [&](std::vector<float> v, int hs) {
+        std::vector<double> out(v.begin(), v.end());
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < hs; h++)
+                for (int i = 0; i < half; i++) {
+                    float angle = (float)(pos0 + t) * inv[i];
+                    double c = (float)std::cos((double)angle), s = (float)std::sin((double)angle);
+                    size_t base = ((size_t)t * hs + h) * d;
+                    out[base + i] = v[base + i] * c - v[base + i + half] * s;
+                    out[base + i + half] = v[base + i + half] * c + v[base + i] * s;
+                }
+        return out;
+    };
+    auto wantQ = rotate(q, heads), wantK = rotate(k, kvHeads);
+    Device<float> dq(q), dk(k), dinv(inv);
+    Device<int32_t> dpos(std::vector<int32_t>{pos0});
+    launch_rope(dq.p, dk.p, n, heads, kvHeads, d, half, dpos.p, dinv.p, 0);
+    char what[96];
+    snprintf(what, sizeof what, "rope q n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
+    check(what, dq.get(), wantQ, {}, 1e-5);
+    snprintf(what, sizeof what, "rope k n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
+    check(what, dk.get(), wantK, {}, 1e-5);
+}
+
+static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int window, float cap, bool alibi)
+{
+    int total = pos0 + n, kvDim = kvHeads * d;
+    auto q = random_vector((size_t)n * heads * d), kc = random_vector((size_t)total * kvDim), vc = random_vector((size_t)total * kvDim);
+    std::vector<float> slopes(heads);
+    for (int h = 0; h < heads; h++) slopes[h] = 0.5f / (h + 1);
+    float scale = 1.f / std::sqrt((float)d);
+    std::vector<double> want((size_t)n * heads * d);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < heads; h++) {
+            int pos = pos0 + t, first = window > 0 ? std::max(0, pos - window + 1) : 0, g = h / (heads / kvHeads);
+            std::vector<double> s;
+            double mx = -1e300;
+            for (int key = first; key <= pos; key++) {
+                double dot = 0;
+                for (int i = 0; i < d; i++) dot += (double)q[((size_t)t * heads + h) * d + i] * kc[(size_t)key * kvDim + g * d + i];
+                double score = (dot + (alibi ? slopes[h] * (double)key : 0)) * scale;
+                if (cap > 0) score = cap * std::tanh(score / cap);
+                s.push_back(score);
+                mx = std::max(mx, score);
+            }
+            double sum = 0;
+            for (auto& e : s) { e = std::exp(e - mx); sum += e; }
+            for (int i = 0; i < d; i++) {
+                double acc = 0;
+                for (size_t j = 0; j < s.size(); j++) acc += s[j] / sum * vc[(size_t)(first + j) * kvDim + g * d + i];
+                want[((size_t)t * heads + h) * d + i] = acc;
+            }
+        }
+    Device<float> dq(q), dk(kc), dv(vc), dout((size_t)n * heads * d), dslopes(slopes);
+    Device<int32_t> dpos(std::vector<int32_t>{pos0});
+    dout.poison();
+    int maxKeys = total;
+    size_t shared = attention_shared_bytes(d, maxKeys);
+    CUDA_OK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+    launch_attention(dq.p, dk.p, dv.p, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap, alibi ? dslopes.p : nullptr, maxKeys, 0);
+    CUDA_OK(cudaGetLastError());
+    char what[128];
+    snprintf(what, sizeof what, "attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
+    check(what, dout.get(), want, {}, 2e-5);
+}
+
+// The CPU kernels' activation quantization (ManagedKernels.QuantizeActivations), to the bit.
+static void test_quantize_activations(int rows, int k)
+{
+    auto x = random_vector((size_t)rows * k, 4.f);
+    for (int i = 0; i < 32 && i < k; i++) x[i] = 0.f;  // an all-zero block: d = 0, q = 0
+    x[40 % x.size()] = 127.f / 2 * 0.03f;            // values near a rounding tie
+    std::vector<double> want(x.size());
+    for (int r = 0; r < rows; r++)
+        for (int start = 0; start < k; start += 32) {
+            int end = std::min(k, start + 32);
+            float amax = 0;
+            for (int c = start; c < end; c++) amax = std::max(amax, std::fabs(x[(size_t)r * k + c]));
+            float d = amax / 127, id = d != 0 ? 1 / d : 0;
+            for (int c = start; c < end; c++) want[(size_t)r * k + c] = (float)(std::nearbyint(x[(size_t)r * k + c] * id) * d);
+        }
+    Device<float> dx(x), dy(x.size());
+    dy.poison();
+    launch_quantize_activations(dx.p, dy.p, rows, k, 0);
+    char what[64];
+    snprintf(what, sizeof what, "quantize activations rows=%d k=%d", rows, k);
+    check(what, dy.get(), want, {}, 0.0);
+}
+
+static void test_elementwise()
+{
+    size_t count = 10000;
+    auto up = random_vector(count, 6.f), gate = random_vector(count, 6.f);
+    for (int act = 0; act < 3; act++) {
+        std::vector<double> want(count);
+        for (size_t i = 0; i < count; i++) {
+            double g = gate[i];
+            double a = act == ACT_SILU ? g / (1 + std::exp(-g))
+                     : act == ACT_GELU_TANH ? 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)))
+                     : 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)));
+            want[i] = up[i] * a;
+        }
+        Device<float> du(up), dg(gate);
+        launch_activate(du.p, dg.p, (int64_t)count, act, 0);
+        char what[64];
+        snprintf(what, sizeof what, "gated activation %d", act);
+        check(what, du.get(), want, {}, 1e-5 * 36);
+    }
+    std::vector<double> capped(count);
+    for (size_t i = 0; i < count; i++) capped[i] = 2.5 * std::tanh(up[i] / 2.5);
+    Device<float> dc(up);
+    launch_softcap(dc.p, (int64_t)count, 2.5f, 0);
+    check("softcap 2.5", dc.get(), capped, {}, 1e-6 * 3);
+}
+
+int main()
+{
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        printf("skipped: no CUDA device\n");
+        return 77;
+    }
+    cudaDeviceProp p;
+    CUDA_OK(cudaGetDeviceProperties(&p, 0));
+    printf("device: %s (sm_%d%d)\n", p.name, p.major, p.minor);
+    for (int type = 0; type <= TYPE_Q4_0; type++) {
+        for (int m : {1, 3, 5, 8, 9, 24, 70}) test_matmul(type, m, 256, 100, m % 2 == 1);
+        test_matmul(type, 1, 2048, 33, false);
+        test_matmul(type, 130, 96, 200, true);
+        test_embed(type);
+    }
+    for (int kind = 0; kind < 3; kind++) {
+        test_norm(kind, 5, 64, 0, kind == NORM_LAYER);
+        test_norm(kind, 3, 2048, 0, false);
+    }
+    test_norm(NORM_LAYER, 12, 32, 4, false);  // per-head q/k norm
+    test_rope(3, 4, 2, 32, 32, 0);
+    test_rope(2, 4, 1, 16, 6, 37);
+    test_attention(1, 0, 4, 4, 32, 0, 0.f, false);
+    test_attention(24, 0, 4, 2, 32, 0, 0.f, false);
+    test_attention(1, 39, 8, 1, 256, 0, 0.f, false);
+    test_attention(16, 24, 4, 2, 32, 8, 5.f, false);
+    test_attention(5, 700, 4, 4, 64, 0, 0.f, true);
+    test_attention(1, 1300, 8, 1, 256, 0, 50.f, false);
+    test_elementwise();
+    test_quantize_activations(3, 256);
+    test_quantize_activations(2, 72);  // int8 rows of a length that is not a multiple of 32
+    printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
+    return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,121 @@
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Inference;
+using OnDeviceLlm.Runtime.Quantization;
+using OnDeviceLlm.Runtime.Tests.Fixtures;
+using Xunit;
+
+namespace OnDeviceLlm.Runtime.Tests.Cuda;
+
+/// <summary>
+/// The CUDA backend against transformers' numbers and against the CPU path. Needs a GPU and libodllm_cuda; elsewhere
+/// the GPU tests report "skipped: no CUDA device: …" and the no-GPU behaviour (error for Cuda, fallback for Auto) is tested.
+/// </summary>
+public class CudaBackendTests
+{
+    // f32 weights on the GPU differ from transformers only by summation order; the fixtures' margins allow 1e-3.
+    private const float Tolerance = 1e-3f;
+
+    public static IEnumerable<object[]> Cases() => FixtureReference.Cases();
+
+    public static IEnumerable<object[]> QuantizedCases() =>
+        from name in FixtureReference.Names()
+        from quant in new[] { "f16", "bf16", "int8", "q8", "q4" }
+        select new object[] { name, quant };
+
+    [CudaTheory, MemberData(nameof(Cases))]
+    public void Fixture_OnGpu_MatchesTransformers(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda });
+        Assert.NotNull(model.Gpu);
+        Assert.Equal("cuda", model.BackendName);
+        int vocab = model.Config.VocabSize;
+
+        using (var session = model.CreateSession())
+        {
+            var logits = new float[r.InputIds.Length * vocab];
+            session.Evaluate(r.InputIds, logits);
+            for (int p = 0; p < r.InputIds.Length; p++)
+                Assert.True(r.ArgmaxPerPosition[p] == Sampler.ArgMax(logits.AsSpan(p * vocab, vocab)), $"argmax differs at position {p}");
+            FixtureTests.AssertClose(r.LogitsMid, logits.AsSpan(r.LogitsMidPosition * vocab, vocab), Tolerance, "logits_mid");
+            FixtureTests.AssertClose(r.LogitsLast, logits.AsSpan((r.InputIds.Length - 1) * vocab, vocab), Tolerance, "logits_last");
+        }
+
+        using (var session = model.CreateSession())
+        {
+            var generator = new Generator(session, new GenerationOptions { MaxNewTokens = r.GreedyNewTokens.Length, IgnoreEos = true }, model.Special.Eos);
+            Assert.Equal(r.GreedyNewTokens, generator.Generate(r.InputIds).ToArray());
+        }
+
+        using (var session = model.CreateSession())
+        {
+            var last = session.Prefill(r.FullSequenceIds).ToArray();
+            FixtureTests.AssertClose(r.FullSequenceLogitsLast, last, Tolerance, "full_sequence_logits_last");
+        }
+    }
+
+    [CudaTheory, MemberData(nameof(Cases))]
+    public void DecodeGraphReplay_EqualsDirectLaunches(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda });
+        using var graphed = model.Gpu!.CreateSequence();
+        using var direct = model.Gpu!.CreateSequence();
+        direct.UseGraph = false;
+        int vocab = model.Config.VocabSize;
+        var a = new float[vocab];
+        var b = new float[vocab];
+        // Token by token from position 0: the graph is captured once and replayed at every later position.
+        foreach (int token in r.FullSequenceIds)
+        {
+            graphed.Forward([token], a);
+            direct.Forward([token], b);
+            Assert.Equal(b, a);
+        }
+        FixtureTests.AssertClose(r.FullSequenceLogitsLast, a, Tolerance, "full_sequence_logits_last, token by token");
+    }
+
+    [CudaTheory, MemberData(nameof(QuantizedCases))]
+    public void QuantizedWeights_OnGpu_MatchCpuDequantization(string fixture, string quant)
+    {
+        var r = FixtureReference.Load(fixture);
+        var scheme = QuantizationScheme.Parse(quant);
+        using var gpu = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda, Quantization = scheme });
+        using var cpu = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed, Quantization = scheme });
+        int vocab = gpu.Config.VocabSize, n = r.InputIds.Length;
+        var expected = new float[n * vocab];
+        var actual = new float[n * vocab];
+        cpu.CreateSession().Evaluate(r.InputIds, expected);
+        using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
+        // The managed kernels decode the same stored bytes to f32 as the GPU does; only summation order differs.
+        FixtureTests.AssertClose(expected, actual, Tolerance, $"{quant} logits at every position");
+    }
+
+    [NoCudaFact]
+    public void CudaBackend_WithoutDevice_IsAClearError()
+    {
+        var r = FixtureReference.Load(FixtureReference.Names().First());
+        var e = Assert.ThrowsAny<OnDeviceLlmException>(() => LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda }));
+        Assert.Contains("CUDA backend was requested", e.Message);
+        Assert.Contains("no CUDA device", e.Message);
+    }
+
+    [NoCudaFact]
+    public void AutoBackend_WithoutDevice_FallsBackToCpuWithReason()
+    {
+        var r = FixtureReference.Load("llama");
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Auto });
+        Assert.Null(model.Gpu);
+        Assert.NotEqual("cuda", model.BackendName);
+        Assert.StartsWith("no CUDA device", model.BackendFallbackReason);
+        var last = model.CreateSession().Prefill(r.InputIds).ToArray();
+        FixtureTests.AssertClose(r.LogitsLast, last, 1e-4f, "logits_last on the CPU fallback");
+    }
+
+    [Fact]
+    public void DeviceProbe_AlwaysGivesADeviceOrAReason()
+    {
+        Assert.True((CudaDevices.First is null) != (CudaDevices.UnavailableReason is null));
+        if (CudaDevices.First is null) Assert.StartsWith("no CUDA device", CudaDevices.UnavailableReason);
+    }
+}
