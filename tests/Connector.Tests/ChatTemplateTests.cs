@@ -130,7 +130,7 @@ public sealed class ChatTemplateTests
     public async Task A_user_template_overrides_the_detected_one_and_its_stop_sequences_apply()
     {
         using var model = TestModels.LoadChatModel();
-        static string Render(IReadOnlyList<ChatMessage> messages, bool generation) =>
+        static string Render(IReadOnlyList<ChatMessage> messages, ChatTemplateTokens tokens, bool generation) =>
             string.Concat(messages.Select(m => $"{m.Role}: {m.Text}\n")) + (generation ? "assistant:" : "");
         using var plain = new OnDeviceChatClient(model, new OnDeviceChatClientOptions { ChatTemplate = ChatTemplate.Create("qa", Render) });
         using var stopping = new OnDeviceChatClient(model, new OnDeviceChatClientOptions { ChatTemplate = ChatTemplate.Create("qa", Render, stopSequences: [" "]) });

@@ -31,8 +31,11 @@ public abstract class ChatTemplate
     /// </summary>
     public abstract string Render(IReadOnlyList<ChatMessage> messages, ChatTemplateTokens tokens, bool addGenerationPrompt = true);
 
-    /// <summary>A template from a function, for formats this library does not know.</summary>
-    public static ChatTemplate Create(string name, Func<IReadOnlyList<ChatMessage>, bool, string> render,
+    /// <summary>
+    /// A template from a function <c>(messages, tokens, addGenerationPrompt) =&gt; text</c>, for formats this library
+    /// does not know; <paramref name="stopSequences"/> and <paramref name="stopTokens"/> end an answer as the built-in families' do.
+    /// </summary>
+    public static ChatTemplate Create(string name, Func<IReadOnlyList<ChatMessage>, ChatTemplateTokens, bool, string> render,
         IReadOnlyList<string>? stopSequences = null, IReadOnlyList<string>? stopTokens = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -67,13 +70,13 @@ public abstract class ChatTemplate
 
     public override string ToString() => Name;
 
-    private sealed class DelegateChatTemplate(string name, Func<IReadOnlyList<ChatMessage>, bool, string> render,
+    private sealed class DelegateChatTemplate(string name, Func<IReadOnlyList<ChatMessage>, ChatTemplateTokens, bool, string> render,
         IReadOnlyList<string> stopSequences, IReadOnlyList<string> stopTokens) : ChatTemplate
     {
         public override string Name => name;
         public override IReadOnlyList<string> StopSequences => stopSequences;
         public override IReadOnlyList<string> StopTokens => stopTokens;
         public override string Render(IReadOnlyList<ChatMessage> messages, ChatTemplateTokens tokens, bool addGenerationPrompt = true) =>
-            render(messages, addGenerationPrompt);
+            render(messages, tokens, addGenerationPrompt);
     }
 }
