@@ -30,6 +30,33 @@ public abstract class Architecture
     /// <summary>Canonical tensors from checkpoint tensors; <paramref name="has"/> tells which checkpoint names exist.</summary>
     public abstract IEnumerable<TensorMapping> MapTensors(ModelConfig config, Func<string, bool> has);
 
+    /// <summary>
+    /// The keys transformers decoder configs share (hidden_size, num_attention_heads, …), RoPE over whole heads and a
+    /// head_dim^-0.5 attention scale. Each family adds what differs with a <c>with</c> expression.
+    /// </summary>
+    protected internal ModelConfig ReadCommon(HfConfig hf, int defaultContextLength, bool readHeadDim = true)
+    {
+        hf.RequireDefaultRope();
+        int hidden = hf.Int("hidden_size"), heads = hf.Int("num_attention_heads");
+        int headDim = (readHeadDim ? hf.Int("head_dim", null) : null) ?? hidden / heads;
+        return new ModelConfig
+        {
+            Architecture = Name,
+            VocabSize = hf.Int("vocab_size"),
+            HiddenSize = hidden,
+            NumLayers = hf.Int("num_hidden_layers"),
+            NumHeads = heads,
+            NumKvHeads = hf.Int("num_key_value_heads", null) ?? heads,
+            HeadDim = headDim,
+            IntermediateSize = hf.Int("intermediate_size"),
+            ContextLength = hf.Int("max_position_embeddings", defaultContextLength)!.Value,
+            Positions = PositionEncoding.Rope,
+            RotaryDim = headDim,
+            RopeTheta = hf.RopeTheta(),
+            AttentionScale = 1f / MathF.Sqrt(headDim),
+        };
+    }
+
     /// <summary>Maps a checkpoint tensor when it exists (biases and other optional tensors).</summary>
     protected static IEnumerable<TensorMapping> IfPresent(Func<string, bool> has, string name, string source)
     {

@@ -13,39 +13,23 @@ public sealed class Gemma : Architecture
     public override string Name => "gemma";
     public override IReadOnlyList<string> ModelTypes => ["gemma"];
 
-    public override ModelConfig ReadConfig(HfConfig hf) => ReadGemmaConfig(hf, Name);
+    public override ModelConfig ReadConfig(HfConfig hf) => ReadGemmaConfig(hf, this);
 
     /// <summary>What Gemma and Gemma 2 share.</summary>
-    internal static ModelConfig ReadGemmaConfig(HfConfig hf, string name)
+    internal static ModelConfig ReadGemmaConfig(HfConfig hf, Architecture family)
     {
-        hf.RequireDefaultRope();
-        int hidden = hf.Int("hidden_size"), heads = hf.Int("num_attention_heads");
-        int headDim = hf.Int("head_dim", null) ?? hidden / heads;
-        // The original Gemma configs say "hidden_act": "gelu" but the checkpoints were trained with the tanh
-        // approximation; transformers uses hidden_activation when set and gelu_pytorch_tanh otherwise.
-        string act = hf.String("hidden_activation") ?? "gelu_pytorch_tanh";
-        string actKey = hf.String("hidden_activation") is null ? "hidden_act" : "hidden_activation";
-        return new ModelConfig
+        // hidden_activation wins when present (Gemma 2). The original Gemma configs say "hidden_act": "gelu", but
+        // those checkpoints were trained with the tanh approximation, which transformers substitutes.
+        string key = hf.String("hidden_activation") is null ? "hidden_act" : "hidden_activation";
+        string? activation = hf.String(key) is "gelu" && key == "hidden_act" ? "gelu_pytorch_tanh" : hf.String(key);
+        return family.ReadCommon(hf, defaultContextLength: 8192) with
         {
-            Architecture = name,
-            VocabSize = hf.Int("vocab_size"),
-            HiddenSize = hidden,
-            NumLayers = hf.Int("num_hidden_layers"),
-            NumHeads = heads,
-            NumKvHeads = hf.Int("num_key_value_heads", null) ?? heads,
-            HeadDim = headDim,
-            IntermediateSize = hf.Int("intermediate_size"),
-            ContextLength = hf.Int("max_position_embeddings", 8192)!.Value,
             Norm = NormKind.RmsNormPlusOne,
             NormEps = hf.Float("rms_norm_eps", 1e-6f)!.Value,
-            Activation = ParseActivation(hf, actKey, act),
+            Activation = ParseActivation(hf, key, activation ?? "gelu_pytorch_tanh"),
             FeedForward = FeedForwardKind.Gated,
             Layout = BlockLayout.Sequential,
-            Positions = PositionEncoding.Rope,
-            RotaryDim = headDim,
-            RopeTheta = hf.RopeTheta(),
             ScaleEmbeddings = true,
-            AttentionScale = 1f / MathF.Sqrt(headDim),
             TiedEmbeddings = hf.Bool("tie_word_embeddings", true),
         };
     }

@@ -15,7 +15,7 @@ public sealed class Gemma2 : Architecture
 
     public override ModelConfig ReadConfig(HfConfig hf)
     {
-        var c = Gemma.ReadGemmaConfig(hf, Name);
+        var c = Gemma.ReadGemmaConfig(hf, this);
         int layers = c.NumLayers;
         // transformers 5.x lists layer_types; 4.x slid every even layer.
         var types = hf.StringList("layer_types");

@@ -12,34 +12,15 @@ public sealed class Llama : Architecture
     public override string Name => "llama";
     public override IReadOnlyList<string> ModelTypes => ["llama"];
 
-    public override ModelConfig ReadConfig(HfConfig hf)
+    public override ModelConfig ReadConfig(HfConfig hf) => ReadCommon(hf, defaultContextLength: 2048) with
     {
-        hf.RequireDefaultRope();
-        int hidden = hf.Int("hidden_size"), heads = hf.Int("num_attention_heads");
-        int headDim = hf.Int("head_dim", null) ?? hidden / heads;
-        return new ModelConfig
-        {
-            Architecture = Name,
-            VocabSize = hf.Int("vocab_size"),
-            HiddenSize = hidden,
-            NumLayers = hf.Int("num_hidden_layers"),
-            NumHeads = heads,
-            NumKvHeads = hf.Int("num_key_value_heads", null) ?? heads,
-            HeadDim = headDim,
-            IntermediateSize = hf.Int("intermediate_size"),
-            ContextLength = hf.Int("max_position_embeddings", 2048)!.Value,
-            Norm = NormKind.RmsNorm,
-            NormEps = hf.Float("rms_norm_eps", 1e-6f)!.Value,
-            Activation = ParseActivation(hf, "hidden_act", hf.String("hidden_act") ?? "silu"),
-            FeedForward = FeedForwardKind.Gated,
-            Layout = BlockLayout.Sequential,
-            Positions = PositionEncoding.Rope,
-            RotaryDim = headDim,
-            RopeTheta = hf.RopeTheta(),
-            AttentionScale = 1f / MathF.Sqrt(headDim),
-            TiedEmbeddings = hf.Bool("tie_word_embeddings", false),
-        };
-    }
+        Norm = NormKind.RmsNorm,
+        NormEps = hf.Float("rms_norm_eps", 1e-6f)!.Value,
+        Activation = ParseActivation(hf, "hidden_act", hf.String("hidden_act") ?? "silu"),
+        FeedForward = FeedForwardKind.Gated,
+        Layout = BlockLayout.Sequential,
+        TiedEmbeddings = hf.Bool("tie_word_embeddings", false),
+    };
 
     public override IEnumerable<TensorMapping> MapTensors(ModelConfig c, Func<string, bool> has) =>
         EmbeddingAndHead(has, "model.embed_tokens", "model.norm")

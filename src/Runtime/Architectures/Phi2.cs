@@ -15,31 +15,17 @@ public sealed class Phi2 : Architecture
 
     public override ModelConfig ReadConfig(HfConfig hf)
     {
-        hf.RequireDefaultRope();
         // Phi's qk_layernorm is one affine LayerNorm shared by all heads, unlike StableLM's per-head one.
         hf.Reject("qk_layernorm", n => n.GetValue<bool>(), "no released Phi checkpoint uses it");
-        int hidden = hf.Int("hidden_size"), heads = hf.Int("num_attention_heads");
-        int headDim = hidden / heads;
-        return new ModelConfig
+        var c = ReadCommon(hf, defaultContextLength: 2048, readHeadDim: false);
+        return c with
         {
-            Architecture = Name,
-            VocabSize = hf.Int("vocab_size"),
-            HiddenSize = hidden,
-            NumLayers = hf.Int("num_hidden_layers"),
-            NumHeads = heads,
-            NumKvHeads = hf.Int("num_key_value_heads", null) ?? heads,
-            HeadDim = headDim,
-            IntermediateSize = hf.Int("intermediate_size"),
-            ContextLength = hf.Int("max_position_embeddings", 2048)!.Value,
             Norm = NormKind.LayerNorm,
             NormEps = hf.Float("layer_norm_eps", 1e-5f)!.Value,
             Activation = ParseActivation(hf, "hidden_act", hf.String("hidden_act") ?? "gelu_new"),
             FeedForward = FeedForwardKind.Plain,
             Layout = BlockLayout.Parallel,
-            Positions = PositionEncoding.Rope,
-            RotaryDim = (int)(headDim * hf.PartialRotaryFactor(0.5f)),
-            RopeTheta = hf.RopeTheta(),
-            AttentionScale = 1f / MathF.Sqrt(headDim),
+            RotaryDim = (int)(c.HeadDim * hf.PartialRotaryFactor(0.5f)),
             TiedEmbeddings = hf.Bool("tie_word_embeddings", false),
         };
     }

@@ -16,29 +16,15 @@ public sealed class StableLm : Architecture
 
     public override ModelConfig ReadConfig(HfConfig hf)
     {
-        hf.RequireDefaultRope();
-        int hidden = hf.Int("hidden_size"), heads = hf.Int("num_attention_heads");
-        int headDim = hidden / heads;
-        return new ModelConfig
+        var c = ReadCommon(hf, defaultContextLength: 4096, readHeadDim: false);
+        return c with
         {
-            Architecture = Name,
-            VocabSize = hf.Int("vocab_size"),
-            HiddenSize = hidden,
-            NumLayers = hf.Int("num_hidden_layers"),
-            NumHeads = heads,
-            NumKvHeads = hf.Int("num_key_value_heads", null) ?? heads,
-            HeadDim = headDim,
-            IntermediateSize = hf.Int("intermediate_size"),
-            ContextLength = hf.Int("max_position_embeddings", 4096)!.Value,
             Norm = NormKind.LayerNorm,
             NormEps = hf.Float("layer_norm_eps", 1e-5f)!.Value,
             Activation = ParseActivation(hf, "hidden_act", hf.String("hidden_act") ?? "silu"),
             FeedForward = FeedForwardKind.Gated,
             Layout = hf.Bool("use_parallel_residual", false) ? BlockLayout.Parallel : BlockLayout.Sequential,
-            Positions = PositionEncoding.Rope,
-            RotaryDim = (int)(headDim * hf.PartialRotaryFactor(0.25f)),
-            RopeTheta = hf.RopeTheta(),
-            AttentionScale = 1f / MathF.Sqrt(headDim),
+            RotaryDim = (int)(c.HeadDim * hf.PartialRotaryFactor(0.25f)),
             QkNorm = hf.Bool("qk_layernorm", false),
             TiedEmbeddings = hf.Bool("tie_word_embeddings", false),
         };
