@@ -46,6 +46,15 @@ int odllm_cpu_has_neon(void) {
 #endif
 }
 
+/* The sdot/udot instructions (Armv8.2 dotprod, mandatory from Armv8.4). */
+int odllm_cpu_has_dotprod(void) {
+#if defined(ODLLM_HAVE_NEON) && defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+
 #if defined(__linux__)
 static int read_int_file(const char * path, int * value) {
     FILE * f = fopen(path, "r");

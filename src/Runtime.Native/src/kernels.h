@@ -79,6 +79,7 @@ extern const odllm_kernel_table odllm_kernels_avx2;
 #endif
 #if defined(ODLLM_HAVE_NEON)
 extern const odllm_kernel_table odllm_kernels_neon;
+extern const odllm_kernel_table odllm_kernels_neon_dotprod;
 #endif
 
 /* IEEE binary16 -> binary32, exact for every input including subnormals, infinities and NaNs. */
@@ -126,6 +127,7 @@ void odllm_pool_run(odllm_pool * pool, int nth, odllm_pool_fn fn, void * arg);
 /* CPU feature detection. */
 int odllm_cpu_has_avx2(void);
 int odllm_cpu_has_neon(void);
+int odllm_cpu_has_dotprod(void);
 int odllm_cpu_physical_cores(void);
 
 #endif /* ODLLM_KERNELS_H */

@@ -55,6 +55,7 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
         if (odllm_cpu_has_avx2()) { *out = &odllm_kernels_avx2; return ODLLM_OK; }
 #endif
 #if defined(ODLLM_HAVE_NEON)
+        if (odllm_cpu_has_dotprod()) { *out = &odllm_kernels_neon_dotprod; return ODLLM_OK; }
         if (odllm_cpu_has_neon()) { *out = &odllm_kernels_neon; return ODLLM_OK; }
 #endif
         *out = &odllm_kernels_ref;
@@ -72,6 +73,10 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     case ODLLM_ISA_NEON:
         if (!odllm_cpu_has_neon()) return ODLLM_ERR_UNSUPPORTED_ISA;
         *out = &odllm_kernels_neon;
+        return ODLLM_OK;
+    case ODLLM_ISA_NEON_DOTPROD:
+        if (!odllm_cpu_has_dotprod()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_neon_dotprod;
         return ODLLM_OK;
 #endif
     default:

@@ -12,6 +12,11 @@
 
 #include "odllm.h"
 
+#if defined(__aarch64__) && defined(__linux__)
+#  include <sys/auxv.h>
+#  include <asm/hwcap.h>
+#endif
+
 static int failures = 0;
 
 #define CHECK(cond, ...)                                                          \
@@ -88,7 +93,7 @@ static backend backends[MAX_BACKENDS];
 static int n_backends = 0;
 
 static void create_backends(void) {
-    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_NEON };
+    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_NEON, ODLLM_ISA_NEON_DOTPROD };
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         for (int threads = 1; threads <= 4; threads++) {
             odllm_context_params params = odllm_context_default_params();
@@ -236,8 +241,9 @@ static void test_validation(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         CHECK(strcmp(odllm_context_backend(ctx), "avx2") == 0, "best isa on an AVX2 CPU is %s", odllm_context_backend(ctx));
-#elif defined(__aarch64__)
-    CHECK(strcmp(odllm_context_backend(ctx), "neon") == 0, "best isa on AArch64 is %s", odllm_context_backend(ctx));
+#elif defined(__aarch64__) && defined(__linux__)
+    const char * best = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) ? "neon-dotprod" : "neon";
+    CHECK(strcmp(odllm_context_backend(ctx), best) == 0, "best isa on this AArch64 CPU is %s, want %s", odllm_context_backend(ctx), best);
 #endif
 
     float x[8] = { 0 }, w[8] = { 0 }, y[4] = { 7, 7, 7, 7 };

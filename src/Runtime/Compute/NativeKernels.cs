@@ -15,6 +15,8 @@ public enum NativeIsa
     Avx2 = 2,
     /// <summary>AArch64 Advanced SIMD.</summary>
     Neon = 3,
+    /// <summary>AArch64 Advanced SIMD with the dotprod extension (sdot).</summary>
+    NeonDotprod = 4,
 }
 
 /// <summary>A native kernel call failed; <see cref="Status"/> is the odllm_status code.</summary>
@@ -47,7 +49,7 @@ public sealed class NativeKernels : IKernels, IDisposable
 
     public string Name { get; }
 
-    /// <summary>The kernel set the library chose: "avx2", "neon" or "scalar".</summary>
+    /// <summary>The kernel set the library chose: "avx2", "neon-dotprod", "neon" or "scalar".</summary>
     public string Backend { get; }
 
     /// <summary>Threads per operator, the calling thread included.</summary>

@@ -92,7 +92,8 @@ public sealed class NativeKernelsTests
         var native = (NativeKernels)Kernels.Default;
         Assert.Equal("native-" + native.Backend, native.Name);
         Assert.True(native.Threads >= 1);
-        string expected = Avx2.IsSupported && Fma.IsSupported ? "avx2" : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
+        string expected = Avx2.IsSupported && Fma.IsSupported ? "avx2"
+            : Dp.IsSupported ? "neon-dotprod" : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
         Assert.Equal(expected, native.Backend);
         Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "runtimes", NativeMethods.HostRid(), "native", NativeMethods.LibraryFileName)),
             "the library is not in the runtimes/<rid>/native layout of the test output");

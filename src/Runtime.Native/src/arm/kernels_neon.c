@@ -1,8 +1,12 @@
 /*
  * AArch64 Advanced SIMD kernels. Advanced SIMD (with f16 <-> f32 conversion) is mandatory on
- * AArch64, so this file needs no extra target flags; dotprod/I8MM kernels come with the
- * quantized types.
+ * AArch64, so this file needs no extra target flags. kernels_neon_dotprod.c compiles it again
+ * with ODLLM_NEON_DOT=1 and +dotprod, where the integer dot products use sdot.
  */
+#ifndef ODLLM_NEON_DOT
+#  define ODLLM_NEON_DOT 0
+#endif
+
 #include <arm_neon.h>
 
 #include "../kernels.h"
@@ -135,15 +139,158 @@ static void bf16_to_f32(const uint16_t * src, float * dst, int64_t count) {
     for (; i < count; i++) dst[i] = odllm_bf16_to_f32(src[i]);
 }
 
+/* ---- Integer paths, to kernels.h's contract: lanes of 4 products, fused multiply-add, fixed reduction. ---- */
+
+static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
+    for (int64_t b = 0; b < k / ODLLM_QK; b++) {
+        const float * xb = x + b * ODLLM_QK;
+        float32x4_t v[8];
+        for (int t = 0; t < 8; t++) v[t] = vld1q_f32(xb + 4 * t);
+        float32x4_t amax = vabsq_f32(v[0]);
+        for (int t = 1; t < 8; t++) amax = vmaxq_f32(amax, vabsq_f32(v[t]));
+        const float db = vmaxvq_f32(amax) / 127.0f;
+        const float idb = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = db;
+        int16x4_t h[8];
+        /* fcvtns: round to nearest, ties to even, as the contract says. */
+        for (int t = 0; t < 8; t++) h[t] = vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[t], idb)));
+        vst1q_s8(q + b * ODLLM_QK, vcombine_s8(vqmovn_s16(vcombine_s16(h[0], h[1])), vqmovn_s16(vcombine_s16(h[2], h[3]))));
+        vst1q_s8(q + b * ODLLM_QK + 16, vcombine_s8(vqmovn_s16(vcombine_s16(h[4], h[5])), vqmovn_s16(vcombine_s16(h[6], h[7]))));
+    }
+}
+
+/* Four lanes, each the sum of four consecutive products. */
+static inline int32x4_t dot4(int8x16_t w, int8x16_t x) {
+#if ODLLM_NEON_DOT
+    return vdotq_s32(vdupq_n_s32(0), w, x);
+#else
+    const int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+    const int16x8_t hi = vmull_s8(vget_high_s8(w), vget_high_s8(x));
+    return vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi));
+#endif
+}
+
+enum { W_Q8_0, W_Q4_0, W_I8 };
+
+typedef struct qrows {
+    const uint8_t * base;
+    int64_t stride;
+    const uint8_t * scales;
+} qrows;
+
+static inline float load_half(const uint8_t * p) {
+    __fp16 h;
+    memcpy(&h, p, sizeof h);
+    return (float)h;
+}
+
+/* Block b of weight row r as values 0..15 and 16..31, and its scale (int8: 1, the row scale comes last). */
+static inline __attribute__((always_inline)) void load_w(int kind, const qrows * w, int64_t r, int64_t b,
+                                                         int8x16_t * lo, int8x16_t * hi, float * scale) {
+    const uint8_t * row = w->base + r * w->stride;
+    if (kind == W_Q8_0) {
+        const uint8_t * block = row + b * ODLLM_Q8_0_BYTES;
+        *scale = load_half(block);
+        *lo = vld1q_s8((const int8_t *)block + 2);
+        *hi = vld1q_s8((const int8_t *)block + 18);
+    } else if (kind == W_Q4_0) {
+        const uint8_t * block = row + b * ODLLM_Q4_0_BYTES;
+        *scale = load_half(block);
+        const uint8x16_t packed = vld1q_u8(block + 2);
+        const int8x16_t eight = vdupq_n_s8(8);
+        *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0F))), eight);
+        *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight);
+    } else {
+        *scale = 1.0f;
+        *lo = vld1q_s8((const int8_t *)row + b * ODLLM_QK);
+        *hi = vld1q_s8((const int8_t *)row + b * ODLLM_QK + 16);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
+                                                         int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    float32x4_t acc_lo[2][4], acc_hi[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++) acc_lo[i][r] = acc_hi[i][r] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < nb; b++) {
+        int8x16_t x_lo[2], x_hi[2];
+        float dx[2];
+        for (int i = 0; i < MR; i++) {
+            x_lo[i] = vld1q_s8(xq + i * k + b * ODLLM_QK);
+            x_hi[i] = vld1q_s8(xq + i * k + b * ODLLM_QK + 16);
+            dx[i] = xd[i * nb + b];
+        }
+        for (int r = 0; r < NR; r++) {
+            int8x16_t w_lo, w_hi;
+            float dw;
+            load_w(kind, w, j + r, b, &w_lo, &w_hi, &dw);
+            for (int i = 0; i < MR; i++) {
+                const float c = dw * dx[i];
+                acc_lo[i][r] = vfmaq_n_f32(acc_lo[i][r], vcvtq_f32_s32(dot4(w_lo, x_lo[i])), c);
+                acc_hi[i][r] = vfmaq_n_f32(acc_hi[i][r], vcvtq_f32_s32(dot4(w_hi, x_hi[i])), c);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++) {
+        const float s = kind == W_I8 ? odllm_load_f32(w->scales + (j + r) * 4) : 1.0f;
+        for (int i = 0; i < MR; i++) {
+            const float32x4_t sum = vaddq_f32(acc_lo[i][r], acc_hi[i][r]);
+            const float32x2_t half = vadd_f32(vget_low_f32(sum), vget_high_f32(sum));
+            const float v = vget_lane_f32(half, 0) + vget_lane_f32(half, 1);
+            y[i * ldy + r] = kind == W_I8 ? v * s : v;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
+                                                         const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) tile_q(kind, 2, 4, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+        if (i < m) tile_q(kind, 1, 4, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+    }
+    for (; j < n; j++) {
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) tile_q(kind, 2, 1, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+        if (i < m) tile_q(kind, 1, 1, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+    }
+}
+
+static void gemm_q8_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy) {
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q8_0_BYTES, NULL };
+    gemm_q(W_Q8_0, xq, xd, m, &rows, n, k, y, ldy);
+}
+
+static void gemm_q4_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
+                      float * y, int64_t ldy) {
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q4_0_BYTES, NULL };
+    gemm_q(W_Q4_0, xq, xd, m, &rows, n, k, y, ldy);
+}
+
+static void gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
+                    int64_t n, int64_t k, float * y, int64_t ldy) {
+    const qrows rows = { (const uint8_t *)w, k, scales };
+    gemm_q(W_I8, xq, xd, m, &rows, n, k, y, ldy);
+}
+
+#if ODLLM_NEON_DOT
+const odllm_kernel_table odllm_kernels_neon_dotprod = {
+    .name = "neon-dotprod",
+#else
 const odllm_kernel_table odllm_kernels_neon = {
     .name = "neon",
+#endif
     .gemm_f32 = gemm_f32,
     .gemv_f16 = gemv_f16,
     .gemv_bf16 = gemv_bf16,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
-    .quantize_act = odllm_ref_quantize_act,
-    .gemm_q8_0 = odllm_ref_gemm_q8_0,
-    .gemm_q4_0 = odllm_ref_gemm_q4_0,
-    .gemm_i8 = odllm_ref_gemm_i8,
+    .quantize_act = quantize_act,
+    .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_i8 = gemm_i8,
 };
