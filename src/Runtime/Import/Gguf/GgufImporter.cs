@@ -18,7 +18,8 @@ public static class GgufImporter
             var config = GgufConfig.Read(file);
             var tensors = MapTensors(file, config);
             var special = ReadSpecialTokens(file.Metadata, config);
-            var tokenizer = file.Metadata.Contains(GgufTokenizer.ModelKey) ? GgufTokenizer.Extract(file.Metadata) : TokenizerFiles.None;
+            // llama.cpp's "no_vocab" models run on token ids alone.
+            var tokenizer = file.Metadata.String(GgufTokenizer.ModelKey) is null or "no_vocab" or "none" ? TokenizerFiles.None : GgufTokenizer.Extract(file.Metadata);
             return new ImportedModel(Path.GetFullPath(path), config, special, tokenizer, tensors, new FileTensors(file));
         }
         catch
@@ -32,35 +33,75 @@ public static class GgufImporter
     {
         var expected = TensorNames.Expected(config).ToDictionary(e => e.Name);
         var result = new List<ImportedTensor>();
+        var mapped = new HashSet<string>(StringComparer.Ordinal);
         foreach (var info in file.Tensors)
         {
-            if (!expected.TryGetValue(info.Name, out var e))
-                throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is not used by the {config.Architecture} architecture as configured (an unsupported model option?).");
-            long[] shape = info.Shape;
-            if (!shape.AsSpan().SequenceEqual(e.Shape))
-                throw new ModelFormatException(file.Path, $"tensor {info.Name} has shape [{string.Join(", ", shape)}] but this config needs [{string.Join(", ", e.Shape)}].");
             var type = GgmlTypes.ToTensorType(info.Type)
                 ?? throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0); use a GGUF quantized to Q8_0 or Q4_0, or convert the original checkpoint.");
-            result.Add(new ImportedTensor(info.Name, e.Shape, type, Pieces(info.Name, config)));
+            foreach (var (name, pieces, rows) in Map(info.Name, config))
+            {
+                if (!expected.TryGetValue(name, out var e))
+                    throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is not used by the {config.Architecture} architecture as configured (an unsupported model option?).");
+                // A split tensor contributes some of its rows; a whole one must have exactly the expected shape.
+                long[] shape = info.Shape;
+                long[] sourceShape = rows is null ? e.Shape : [rows.Value, .. e.Shape[1..]];
+                if (!shape.AsSpan().SequenceEqual(sourceShape))
+                    throw new ModelFormatException(file.Path, $"tensor {info.Name} has shape [{string.Join(", ", shape)}] but this config needs [{string.Join(", ", sourceShape)}].");
+                if (!mapped.Add(name)) throw new ModelFormatException(file.Path, $"two tensors of the file map to {name}.");
+                result.Add(new ImportedTensor(name, e.Shape, type, pieces));
+            }
         }
         foreach (var (name, _, required) in expected.Values)
-            if (required && !file.Contains(name))
-                throw new ModelFormatException(file.Path, $"the file lacks tensor {name}, which a {config.Architecture} model needs.");
+            if (required && !mapped.Contains(name))
+                throw new ModelFormatException(file.Path, $"the file lacks the tensor that becomes {name}, which a {config.Architecture} model needs.");
         return result;
     }
 
     /// <summary>
-    /// llama.cpp's converter permutes the rows of Q and K so that each rotary pair (i, i + d/2) of Hugging Face's
-    /// rotate-half layout sits on adjacent rows (2i, 2i + 1), for its interleaved RoPE. The forward pass here uses
-    /// rotate-half, so each head's even rows are taken first, then its odd rows: the inverse of convert_hf_to_gguf's permute.
+    /// The canonical tensors a GGUF tensor becomes: itself, or (for a fused attn_qkv) q, k and v, each with the
+    /// rows it takes; <c>Rows</c> is the fused tensor's row count when it is split.
     /// </summary>
-    private static IReadOnlyList<RowSlice> Pieces(string name, ModelConfig config)
+    private static IEnumerable<(string Name, IReadOnlyList<RowSlice> Pieces, long? Rows)> Map(string name, ModelConfig c)
     {
-        bool interleaved = config.Architecture == "llama"
-            && (name.EndsWith("." + TensorNames.AttnQ, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnK, StringComparison.Ordinal)
-                || name.EndsWith("." + TensorNames.AttnQBias, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnKBias, StringComparison.Ordinal));
-        if (!interleaved) return [RowSlice.All(name)];
-        int heads = name.Contains("attn_q", StringComparison.Ordinal) ? config.NumHeads : config.NumKvHeads, d = config.HeadDim;
+        if (Suffix(name, "attn_qkv.weight", out string layer) || Suffix(name, "attn_qkv.bias", out layer))
+        {
+            // llama.cpp stores q, k and v one after another (falcon's converter reorders them so: tensor_data_layout "jploski").
+            string kind = name.EndsWith(".bias", StringComparison.Ordinal) ? "bias" : "weight";
+            long q = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKvHeads * c.HeadDim;
+            yield return (layer + "attn_q." + kind, [new RowSlice(name, 0, q)], q + 2 * kv);
+            yield return (layer + "attn_k." + kind, [new RowSlice(name, q, kv)], q + 2 * kv);
+            yield return (layer + "attn_v." + kind, [new RowSlice(name, q + kv, kv)], q + 2 * kv);
+            yield break;
+        }
+        // Falcon 40B's second LayerNorm, the one in front of the MLP.
+        if (c.Architecture == "falcon" && (Suffix(name, "attn_norm_2.weight", out layer) || Suffix(name, "attn_norm_2.bias", out layer)))
+        {
+            yield return (layer + (name.EndsWith(".bias", StringComparison.Ordinal) ? TensorNames.FfnNormBias : TensorNames.FfnNorm), [RowSlice.All(name)], null);
+            yield break;
+        }
+        yield return (name, c.Architecture == "llama" && IsRotary(name) ? Unpermute(name, c) : [RowSlice.All(name)], null);
+    }
+
+    private static bool Suffix(string name, string suffix, out string layer)
+    {
+        bool match = name.StartsWith("blk.", StringComparison.Ordinal) && name.EndsWith("." + suffix, StringComparison.Ordinal);
+        layer = match ? name[..^suffix.Length] : "";
+        return match;
+    }
+
+    internal static bool IsRotary(string name) =>
+        name.EndsWith("." + TensorNames.AttnQ, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnK, StringComparison.Ordinal)
+        || name.EndsWith("." + TensorNames.AttnQBias, StringComparison.Ordinal) || name.EndsWith("." + TensorNames.AttnKBias, StringComparison.Ordinal);
+
+    /// <summary>
+    /// llama.cpp's converter permutes the rows of Llama's Q and K so that each rotary pair (i, i + d/2) of Hugging
+    /// Face's rotate-half layout sits on adjacent rows (2i, 2i + 1), for its interleaved RoPE. The forward pass here
+    /// uses rotate-half, so each head's even rows are taken first, then its odd rows: the inverse of
+    /// convert_hf_to_gguf.py's LlamaModel.permute.
+    /// </summary>
+    private static RowSlice[] Unpermute(string name, ModelConfig config)
+    {
+        int heads = name.Contains(".attn_q.", StringComparison.Ordinal) ? config.NumHeads : config.NumKvHeads, d = config.HeadDim;
         var pieces = new RowSlice[heads * d];
         int k = 0;
         for (int h = 0; h < heads; h++)

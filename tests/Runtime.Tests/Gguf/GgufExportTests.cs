@@ -1,0 +1,63 @@
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Import.Gguf;
+using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Tests.Fixtures;
+using Xunit;
+
+namespace OnDeviceLlm.Runtime.Tests.Gguf;
+
+/// <summary>
+/// Every fixture model written as a GGUF in llama.cpp's conventions (interleaved Llama Q/K, Gemma norms + 1, fused
+/// Falcon QKV, llama.cpp metadata keys) and imported back must still match Hugging Face transformers' numbers.
+/// </summary>
+public sealed class GgufExportTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("odllm-gguf-export-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    public static IEnumerable<object[]> Exportable() =>
+        FixtureReference.Names().Except(["falcon-rw", "gemma2"]).Select(n => new object[] { n });
+
+    [Theory, MemberData(nameof(Exportable))]
+    public void ExportedThenImportedFixtureMatchesTransformers(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        string gguf = Path.Combine(_dir, fixture + ".gguf");
+        using (var source = LanguageModel.Load(r.Folder)) GgufExporter.Write(source.File, gguf);
+        using (var file = GgufFile.Open(gguf))
+        {
+            Assert.DoesNotContain(file.Tensors, t => t.Name.EndsWith(".attn_k.weight", StringComparison.Ordinal) && file.Architecture == "falcon");
+            Assert.NotNull(file.Metadata.String("tokenizer.ggml.model"));
+        }
+        using var model = LanguageModel.Load(gguf, new LoadOptions { Backend = KernelBackend.Managed });
+        FixtureTests.AssertMatchesReference(model, r);
+    }
+
+    [Theory]
+    [InlineData("falcon-rw", "Positions")]
+    [InlineData("gemma2", "AttentionScale")]
+    public void ModelsLlamaCppCannotExpressAreRefusedByName(string fixture, string field)
+    {
+        using var source = LanguageModel.Load(FixtureReference.Load(fixture).Folder);
+        string gguf = Path.Combine(_dir, fixture + ".gguf");
+        var ex = Assert.Throws<UnsupportedModelException>(() => GgufExporter.Write(source.File, gguf));
+        Assert.Contains(field, ex.Message);
+        Assert.False(File.Exists(gguf));
+        Assert.False(File.Exists(gguf + ".partial"));
+    }
+
+    [Fact]
+    public void Stories260KRoundTripsWithItsVocabularyAndWeightBytes()
+    {
+        string gguf = Path.Combine(_dir, "stories.gguf");
+        using (var model = LanguageModel.Load(Stories260KTests.GgufPath)) GgufExporter.Write(model.File, gguf);
+        using var original = GgufFile.Open(Stories260KTests.GgufPath);
+        using var written = GgufFile.Open(gguf);
+        foreach (var key in original.Metadata.Values.Keys.Where(k => k.StartsWith("tokenizer.ggml.", StringComparison.Ordinal) && !k.EndsWith("_id", StringComparison.Ordinal)))
+            Assert.Equal(original.Metadata.Values[key].Value, written.Metadata.Values[key].Value);
+        // Interleaved Q/K rows come back exactly as llama.cpp's converter wrote them.
+        foreach (var info in original.Tensors)
+            Assert.True(original.GetTensor(info.Name).Bytes.SequenceEqual(written.GetTensor(info.Name).Bytes), info.Name);
+    }
+}
