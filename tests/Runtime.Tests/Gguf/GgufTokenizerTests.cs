@@ -98,4 +98,43 @@ public class GgufTokenizerTests
         var ex = Assert.Throws<TokenizerException>(() => TextTokenizer.Load(files));
         Assert.Contains("\"t5\"", ex.Message);
     }
+
+    [Fact]
+    public void VocabOnlyHeadersCarryTheirArchitecturesMetadata()
+    {
+        GgufFile Open(string folder, string file) => GgufFile.Open(Path.Combine(TestPaths.Models, folder, file));
+        using (var falcon = Open("falcon-tokenizer", "ggml-vocab-falcon.gguf"))
+        {
+            Assert.Equal("falcon", falcon.Architecture);
+            Assert.Equal("jploski", falcon.Metadata.String("falcon.tensor_data_layout"));
+            Assert.Equal(1, falcon.Metadata.Int("falcon.attention.head_count_kv"));
+            Assert.Equal(71, falcon.Metadata.Int("falcon.attention.head_count"));
+            Assert.Equal(4544, falcon.Metadata.Int("falcon.embedding_length"));
+            Assert.Equal("falcon", falcon.Metadata.String("tokenizer.ggml.pre"));
+            Assert.Equal(64784, falcon.Metadata.Array<string>("tokenizer.ggml.merges")!.Length);
+        }
+        using (var stablelm = Open("stablelm-3b-4e1t-tokenizer", "ggml-vocab-stablelm.gguf"))
+        {
+            Assert.Equal("stablelm-3b-4e1t", stablelm.Metadata.String("general.name"));
+            Assert.Equal(20, stablelm.Metadata.Int("stablelm.rope.dimension_count"));
+            Assert.True(stablelm.Metadata.Bool("stablelm.use_parallel_residual"));
+            Assert.Equal(50304, stablelm.Metadata.Array<string>(GgufTokenizer.TokensKey)!.Length);
+        }
+        using (var phi3 = Open("phi-3-tokenizer", "ggml-vocab-phi-3.gguf"))
+        {
+            Assert.Equal("phi3", phi3.Architecture);
+            Assert.Equal(96, phi3.Metadata.Int("phi3.rope.dimension_count"));
+            Assert.Equal(4096, phi3.Metadata.Int("phi3.rope.scaling.original_context_length"));
+            Assert.Equal(10000f, phi3.Metadata.Float("phi3.rope.freq_base"));
+            Assert.Empty(phi3.Tensors);
+        }
+    }
+
+    [Fact]
+    public void LoadingAVocabOnlyGgufAsAModelSaysSo()
+    {
+        string path = Path.Combine(TestPaths.Models, "gpt2-tokenizer", "ggml-vocab-gpt-2.gguf");
+        var ex = Assert.Throws<ModelFormatException>(() => LanguageModel.Load(path).Dispose());
+        Assert.Contains("vocab-only", ex.Message);
+    }
 }

@@ -15,6 +15,8 @@ public static class GgufImporter
         var file = GgufFile.Open(path);
         try
         {
+            if (file.Tensors.Count == 0)
+                throw new ModelFormatException(path, "has no tensors: it is a vocab-only GGUF, usable as a tokenizer but not as a model.");
             var config = GgufConfig.Read(file);
             var tensors = MapTensors(file, config);
             var special = ReadSpecialTokens(file.Metadata, config);
