@@ -71,4 +71,24 @@ public class GgufCliTests : IDisposable
         CliHarness.AssertCleanFailure(CliHarness.Run("generate", bad, "--ids", "1"), "bad.gguf");
         CliHarness.AssertCleanFailure(CliHarness.Run("convert", bad, "-o", Path.Combine(_temp, "x.odlm")), "too short");
     }
+
+    [Fact]
+    public void ConvertWritesAGgufForLlamaCppFromAFolderOrAModelFile()
+    {
+        string folder = Path.Combine(CliHarness.Fixtures, "llama"), odlm = Path.Combine(_temp, "llama.odlm");
+        string viaFolder = Path.Combine(_temp, "a.gguf"), viaOdlm = Path.Combine(_temp, "b.gguf");
+        Assert.Equal(0, CliHarness.Run("convert", folder, "-o", viaFolder, "--quant", "q8").ExitCode);
+        Assert.Equal(0, CliHarness.Run("convert", folder, "-o", odlm, "--quant", "q8").ExitCode);
+        var export = CliHarness.Run("convert", odlm, "-o", viaOdlm);
+        Assert.True(export.ExitCode == 0, export.Stderr);
+        Assert.Equal(File.ReadAllBytes(viaFolder), File.ReadAllBytes(viaOdlm));
+        Assert.Empty(Directory.GetFiles(_temp, "*.partial"));
+
+        var ids = "1,5,9,200";
+        var fromGguf = CliHarness.Run("logits", viaOdlm, "--ids", ids, "--json").Json();
+        var fromOdlm = CliHarness.Run("logits", odlm, "--ids", ids, "--json").Json();
+        Assert.Equal(fromOdlm.GetProperty("last_logits").ToString(), fromGguf.GetProperty("last_logits").ToString());
+
+        CliHarness.AssertCleanFailure(CliHarness.Run("convert", odlm, "-o", viaOdlm, "--quant", "q4"), "--quant");
+    }
 }
