@@ -26,8 +26,9 @@ namespace OnDeviceLlm.Connector;
 /// <para>
 /// Requests are served one at a time in arrival order (a model has one KV cache here); concurrent callers
 /// wait their turn. Generation runs on a thread-pool thread, so a caller's synchronization context is never
-/// blocked. The last response's final update carries <see cref="UsageContent"/> and, in AdditionalProperties,
-/// <see cref="TimeToFirstTokenKey"/> (milliseconds) and <see cref="TokensPerSecondKey"/>.
+/// blocked. A stream's final update carries <see cref="UsageContent"/> and, in AdditionalProperties,
+/// <see cref="TimeToFirstTokenKey"/> (milliseconds) and <see cref="TokensPerSecondKey"/>; GetResponseAsync puts
+/// them in the response's AdditionalProperties.
 /// </para>
 /// </summary>
 public sealed partial class OnDeviceChatClient : IChatClient
@@ -97,8 +98,13 @@ public sealed partial class OnDeviceChatClient : IChatClient
         return (text, _encoder.Encode(text));
     }
 
-    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken).ConfigureAwait(false);
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var response = await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken).ConfigureAwait(false);
+        // ToChatResponse files update properties under the message; the timings describe the whole response.
+        if (response.Messages.Count > 0 && response.Messages[^1].AdditionalProperties is { } timings) response.AdditionalProperties = timings;
+        return response;
+    }
 
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)

@@ -34,6 +34,8 @@ public sealed class ChatClientTests(ChatModelFixture fixture) : IClassFixture<Ch
         Assert.Equal(client.ModelId, response.ModelId);
         Assert.StartsWith("odllm-", response.ResponseId);
         Assert.NotNull(response.CreatedAt);
+        Assert.True((double)response.AdditionalProperties![OnDeviceChatClient.TimeToFirstTokenKey]! > 0);
+        Assert.True((double)response.AdditionalProperties[OnDeviceChatClient.TokensPerSecondKey]! > 0);
         Assert.Single(response.Messages);
         Assert.Equal(ChatRole.Assistant, response.Messages[0].Role);
     }
@@ -189,3 +191,4 @@ public sealed class ChatClientTests(ChatModelFixture fixture) : IClassFixture<Ch
 
     internal static string Escape(string s) => string.Concat(s.Select(c => c < 0x20 || c > 0x7e ? $"\\u{(int)c:x4}" : c.ToString()));
 }
+
