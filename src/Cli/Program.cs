@@ -8,5 +8,6 @@ var root = new RootCommand("odllm: run large language models on this device.")
     TokenizeCommand.Create(),
     LogitsCommand.Create(),
     GenerateCommand.Create(),
+    BenchCommand.Create(),
 };
 return root.Parse(args).Invoke();

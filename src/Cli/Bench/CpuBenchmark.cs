@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using OnDeviceLlm.Runtime;
+using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Model;
+
+namespace OnDeviceLlm.Cli.Bench;
+
+internal sealed record BenchResult
+{
+    public required string Model { get; init; }
+    public required string Quant { get; init; }
+    public required string Kernels { get; init; }
+    public required int Threads { get; init; }
+    public required int PromptTokens { get; init; }
+    public required int GenTokens { get; init; }
+    public required double OpenMs { get; init; }
+    public required double PrefillTokS { get; init; }
+    public required double TtftMs { get; init; }
+    public required double DecodeTokS { get; init; }
+    public required long PeakRssBytes { get; init; }
+    public required long FileBytes { get; init; }
+    public required long WeightBytesPerToken { get; init; }
+    public required double ReadBandwidthGbs { get; init; }
+    public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
+}
+
+/// <summary>
+/// Prefill and decode speed on the CPU, medians of several runs, with the memory read bandwidth measured in the
+/// same process as the physical limit decode is compared with. Decode feeds fixed random tokens, as llama-bench does.
+/// </summary>
+internal static class CpuBenchmark
+{
+    public static BenchResult Run(string path, string label, LoadOptions options, int promptTokens, int genTokens, int repeats)
+    {
+        var open = Stopwatch.StartNew();
+        using var model = LanguageModel.Load(path, options);
+        double openMs = open.Elapsed.TotalMilliseconds;
+        var config = model.Config;
+        if (promptTokens < 1 || genTokens < 1 || promptTokens + genTokens > config.ContextLength)
+            throw new ArgumentException($"--prompt-tokens and --gen-tokens must be at least 1 and together fit the context of {config.ContextLength}.");
+
+        var random = new Random(7);
+        var prompt = new int[promptTokens];
+        for (int i = 0; i < prompt.Length; i++) prompt[i] = random.Next(config.VocabSize);
+        var generated = new int[genTokens];
+        for (int i = 0; i < generated.Length; i++) generated[i] = random.Next(config.VocabSize);
+
+        var prefill = new double[repeats];
+        var decode = new double[repeats];
+        for (int r = 0; r < repeats; r++)
+        {
+            using var session = model.CreateSession(promptTokens + genTokens);
+            var watch = Stopwatch.StartNew();
+            session.Prefill(prompt);
+            prefill[r] = watch.Elapsed.TotalSeconds;
+            watch.Restart();
+            foreach (int token in generated) session.Decode(token);
+            decode[r] = watch.Elapsed.TotalSeconds;
+        }
+        long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
+        double prefillSeconds = Median(prefill);
+        int threads = model.Kernels is NativeKernels native ? native.Threads : 1;
+
+        return new BenchResult
+        {
+            Model = label,
+            Quant = model.File.Provenance.Quantization,
+            Kernels = model.Kernels.ToString() ?? model.Kernels.Name,
+            Threads = threads,
+            PromptTokens = promptTokens,
+            GenTokens = genTokens,
+            OpenMs = openMs,
+            PrefillTokS = promptTokens / prefillSeconds,
+            TtftMs = prefillSeconds * 1000,
+            DecodeTokS = genTokens / Median(decode),
+            PeakRssBytes = peakRss,
+            FileBytes = new FileInfo(model.File.Path).Length,
+            WeightBytesPerToken = WeightBytesPerToken(model),
+            // After the model runs, so the probe's buffer never counts toward the model's peak resident memory.
+            ReadBandwidthGbs = ReadBandwidth(threads) / 1e9,
+        };
+    }
+
+    /// <summary>
+    /// Bytes of weights one decode step reads: every matrix once, except the token embedding, of which a step reads
+    /// one row, unless it doubles as the output head.
+    /// </summary>
+    private static long WeightBytesPerToken(LanguageModel model)
+    {
+        long bytes = 0;
+        foreach (var t in model.File.Tensors)
+        {
+            if (t.Name == TensorNames.TokenEmbedding && !model.Config.TiedEmbeddings) continue;
+            bytes += t.ByteLength;
+        }
+        return bytes;
+    }
+
+    /// <summary>Bytes per second that <paramref name="threads"/> threads read from a buffer far larger than the caches: the best of five passes.</summary>
+    public static unsafe double ReadBandwidth(int threads)
+    {
+        const long size = 1L << 30;
+        threads = Math.Max(1, threads);
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
+        try
+        {
+            NativeMemory.Fill(buffer, (nuint)size, 1);
+            long slice = size / threads / 32 * 32;
+            var sums = new long[threads];
+            double best = 0;
+            for (int pass = 0; pass < 5; pass++)
+            {
+                var watch = Stopwatch.StartNew();
+                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                {
+                    var acc0 = Vector256<long>.Zero;
+                    var acc1 = Vector256<long>.Zero;
+                    byte* p = buffer + t * slice, end = p + slice;
+                    for (; p < end; p += 64)
+                    {
+                        acc0 += Vector256.LoadAligned((long*)p);
+                        acc1 += Vector256.LoadAligned((long*)(p + 32));
+                    }
+                    sums[t] = Vector256.Sum(acc0 + acc1);
+                });
+                best = Math.Max(best, slice * threads / watch.Elapsed.TotalSeconds);
+            }
+            GC.KeepAlive(sums);
+            return best;
+        }
+        finally { NativeMemory.AlignedFree(buffer); }
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
+    }
+}
