@@ -146,7 +146,8 @@ public static class GgufExporter
             string name = t.Name;
             if (c.Architecture == "falcon")
             {
-                // llama.cpp's falcon reads one fused attn_qkv ([q; k; v] rows) and calls the MLP's LayerNorm attn_norm_2.
+                // llama.cpp's falcon reads one fused attn_qkv ([q; k; v] rows); with two LayerNorms (40B) it calls the
+                // attention's attn_norm_2 and the MLP's attn_norm.
                 if (name.EndsWith(".attn_k.weight", StringComparison.Ordinal) || name.EndsWith(".attn_v.weight", StringComparison.Ordinal)
                     || name.EndsWith(".attn_k.bias", StringComparison.Ordinal) || name.EndsWith(".attn_v.bias", StringComparison.Ordinal)) continue;
                 if (name.EndsWith(".attn_q.weight", StringComparison.Ordinal) || name.EndsWith(".attn_q.bias", StringComparison.Ordinal))
@@ -161,8 +162,12 @@ public static class GgufExporter
                         s => { foreach (var p in parts) CopyRows(p, s, null); }));
                     continue;
                 }
-                if (name.EndsWith("." + TensorNames.FfnNorm, StringComparison.Ordinal)) name = name[..^TensorNames.FfnNorm.Length] + "attn_norm_2.weight";
-                else if (name.EndsWith("." + TensorNames.FfnNormBias, StringComparison.Ordinal)) name = name[..^TensorNames.FfnNormBias.Length] + "attn_norm_2.bias";
+                int dot = name.IndexOf('.', 4);
+                bool twoNorms = name.StartsWith("blk.", StringComparison.Ordinal) && model.Find(name[..(dot + 1)] + TensorNames.FfnNorm) is not null;
+                if (twoNorms && name.EndsWith("." + TensorNames.FfnNorm, StringComparison.Ordinal)) name = name[..(dot + 1)] + TensorNames.AttnNorm;
+                else if (twoNorms && name.EndsWith("." + TensorNames.FfnNormBias, StringComparison.Ordinal)) name = name[..(dot + 1)] + TensorNames.AttnNormBias;
+                else if (twoNorms && name.EndsWith("." + TensorNames.AttnNorm, StringComparison.Ordinal)) name = name[..(dot + 1)] + "attn_norm_2.weight";
+                else if (twoNorms && name.EndsWith("." + TensorNames.AttnNormBias, StringComparison.Ordinal)) name = name[..(dot + 1)] + "attn_norm_2.bias";
             }
             var source = t;
             if (c.Architecture == "llama" && GgufImporter.IsRotary(t.Name))

@@ -40,7 +40,7 @@ public static class GgufImporter
         {
             var type = GgmlTypes.ToTensorType(info.Type)
                 ?? throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0); use a GGUF quantized to Q8_0 or Q4_0, or convert the original checkpoint.");
-            foreach (var (name, pieces, rows) in Map(info.Name, config))
+            foreach (var (name, pieces, rows) in Map(info.Name, config, file.Contains))
             {
                 if (!expected.TryGetValue(name, out var e))
                     throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is not used by the {config.Architecture} architecture as configured (an unsupported model option?).");
@@ -63,7 +63,7 @@ public static class GgufImporter
     /// The canonical tensors a GGUF tensor becomes: itself, or (for a fused attn_qkv) q, k and v, each with the
     /// rows it takes; <c>Rows</c> is the fused tensor's row count when it is split.
     /// </summary>
-    private static IEnumerable<(string Name, IReadOnlyList<RowSlice> Pieces, long? Rows)> Map(string name, ModelConfig c)
+    private static IEnumerable<(string Name, IReadOnlyList<RowSlice> Pieces, long? Rows)> Map(string name, ModelConfig c, Func<string, bool> has)
     {
         if (Suffix(name, "attn_qkv.weight", out string layer) || Suffix(name, "attn_qkv.bias", out layer))
         {
@@ -75,8 +75,15 @@ public static class GgufImporter
             yield return (layer + "attn_v." + kind, [new RowSlice(name, q + kv, kv)], q + 2 * kv);
             yield break;
         }
-        // Falcon 40B's second LayerNorm, the one in front of the MLP.
+        // Falcon 40B's two LayerNorms: llama.cpp's converter names ln_attn (in front of attention) attn_norm_2 and
+        // ln_mlp (in front of the MLP) attn_norm; here they are attn_norm and ffn_norm.
         if (c.Architecture == "falcon" && (Suffix(name, "attn_norm_2.weight", out layer) || Suffix(name, "attn_norm_2.bias", out layer)))
+        {
+            yield return (layer + (name.EndsWith(".bias", StringComparison.Ordinal) ? TensorNames.AttnNormBias : TensorNames.AttnNorm), [RowSlice.All(name)], null);
+            yield break;
+        }
+        if (c.Architecture == "falcon" && (Suffix(name, TensorNames.AttnNorm, out layer) || Suffix(name, TensorNames.AttnNormBias, out layer))
+            && has(layer + "attn_norm_2.weight"))
         {
             yield return (layer + (name.EndsWith(".bias", StringComparison.Ordinal) ? TensorNames.FfnNormBias : TensorNames.FfnNorm), [RowSlice.All(name)], null);
             yield break;
