@@ -1,5 +1,6 @@
 using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Inference;
+using OnDeviceLlm.Runtime.Model;
 using OnDeviceLlm.Runtime.Quantization;
 using OnDeviceLlm.Runtime.Tests.Fixtures;
 using Xunit;
@@ -87,8 +88,13 @@ public class CudaBackendTests
         var actual = new float[n * vocab];
         cpu.CreateSession().Evaluate(r.InputIds, expected);
         using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
-        // The managed kernels decode the same stored bytes to f32 as the GPU does; only summation order differs.
-        FixtureTests.AssertClose(expected, actual, Tolerance, $"{quant} logits at every position");
+        for (int p = 0; p < n; p++)
+            Assert.True(Sampler.ArgMax(expected.AsSpan(p * vocab, vocab)) == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)), $"{quant}: argmax differs at position {p}");
+        // f16/bf16 differ only by summation order. The integer types quantize activations per block of 32 on both
+        // sides; a value within float rounding of a .5 tie may round the other way on the GPU (its norms sum in
+        // another order), moving logits by up to a few 1e-2 (seen on the H100: 3e-2) while every argmax stays.
+        float tolerance = scheme.MatrixType is TensorType.F16 or TensorType.BF16 ? Tolerance : 5e-2f;
+        FixtureTests.AssertClose(expected, actual, tolerance, $"{quant} logits at every position");
     }
 
     [NoCudaFact]

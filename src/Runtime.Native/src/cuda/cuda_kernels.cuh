@@ -460,6 +460,102 @@ inline void launch_attention(const float* q, const float* kc, const float* vc, f
                                                                                     window, scale, cap, slopes);
 }
 
+// Decode (one query) splits the key range across blocks so a long cache is read by many SMs at once: block
+// (head, split) handles keys firstKey + split·ATTN_CHUNK … and writes its running max, its sum of exponentials
+// and its unnormalized weighted values; k_attention_combine merges the splits. The split count is fixed by the
+// capacity (a captured graph replays at every position); splits past the current position write an empty part.
+constexpr int ATTN_CHUNK = 64, ATTN_SPLIT_THREADS = 128;
+
+__global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const float* __restrict__ q,
+    const float* __restrict__ kc, const float* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
+    int d, const int32_t* pos0, int window, float scale, float cap, const float* __restrict__ slopes)
+{
+    extern __shared__ float smem[];
+    __shared__ float shared32[32];
+    float* qs = smem;
+    float* scores = smem + d;
+    int hd = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    int pos = *pos0;
+    int firstKey = window > 0 ? max(0, pos - window + 1) : 0;
+    int begin = firstKey + split * ATTN_CHUNK, end = min(pos + 1, begin + ATTN_CHUNK);
+    int count = end - begin;
+    // partial layout per head: [splits] max, [splits] sum, [splits][d] values
+    float* pmax = partial + (int64_t)hd * splits * (d + 2);
+    float* psum = pmax + splits;
+    float* pval = psum + splits + (int64_t)split * d;
+    if (count <= 0) {
+        if (threadIdx.x == 0) { pmax[split] = -INFINITY; psum[split] = 0.f; }
+        for (int i = threadIdx.x; i < d; i += blockDim.x) pval[i] = 0.f;
+        return;
+    }
+    int g = hd / (heads / kvHeads);
+    int kvDim = kvHeads * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) qs[i] = q[(int64_t)hd * d + i];
+    __syncthreads();
+    float slope = slopes ? slopes[hd] : 0.f;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int j = warp; j < count; j += warps) {
+        int key = begin + j;
+        const float* kr = kc + (int64_t)key * kvDim + (int64_t)g * d;
+        float dot = 0.f;
+        for (int i = lane; i < d; i += 32) dot += qs[i] * kr[i];
+        dot = warp_sum(dot);
+        if (lane == 0) {
+            float score = __fmul_rn(__fadd_rn(dot, __fmul_rn(slope, (float)key)), scale);
+            scores[j] = cap > 0.f ? cap * tanhf(score / cap) : score;
+        }
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < count; j += blockDim.x) m = fmaxf(m, scores[j]);
+    m = block_max(m, shared32);
+    float s = 0.f;
+    for (int j = threadIdx.x; j < count; j += blockDim.x) { float e = expf(scores[j] - m); scores[j] = e; s += e; }
+    s = block_sum(s, shared32);
+    if (threadIdx.x == 0) { pmax[split] = m; psum[split] = s; }
+    const float* vbase = vc + (int64_t)begin * kvDim + (int64_t)g * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float acc = 0.f;
+        for (int j = 0; j < count; j++) acc += scores[j] * vbase[(int64_t)j * kvDim + i];
+        pval[i] = acc;
+    }
+}
+
+__global__ void k_attention_combine(const float* __restrict__ partial, float* __restrict__ out, int d, int splits)
+{
+    int hd = blockIdx.x;
+    const float* pmax = partial + (int64_t)hd * splits * (d + 2);
+    const float* psum = pmax + splits;
+    const float* pval = psum + splits;
+    float m = -INFINITY;
+    for (int s = 0; s < splits; s++) m = fmaxf(m, pmax[s]);
+    float total = 0.f;
+    for (int s = 0; s < splits; s++) total += psum[s] * expf(pmax[s] - m);  // empty splits: 0 · exp(−inf) = 0
+    float inv = 1.f / total;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float acc = 0.f;
+        for (int s = 0; s < splits; s++) {
+            float w = expf(pmax[s] - m);
+            acc += pval[(int64_t)s * d + i] * w;
+        }
+        out[(int64_t)hd * d + i] = acc * inv;
+    }
+}
+
+inline int attention_splits(int maxKeys) { return (maxKeys + ATTN_CHUNK - 1) / ATTN_CHUNK; }
+inline size_t attention_partial_floats(int heads, int d, int maxKeys) { return (size_t)heads * attention_splits(maxKeys) * (d + 2); }
+inline size_t attention_split_shared_bytes(int d) { return (size_t)(d + ATTN_CHUNK) * sizeof(float); }
+
+inline void launch_attention_decode(const float* q, const float* kc, const float* vc, float* out, float* partial, int heads,
+                                    int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
+                                    const float* slopes, int maxKeys, cudaStream_t stream)
+{
+    int splits = attention_splits(maxKeys);
+    k_attention_split<<<dim3(heads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(d), stream>>>(
+        q, kc, vc, partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+    k_attention_combine<<<heads, 128, 0, stream>>>(partial, out, d, splits);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Element-wise: activation (gated: up · act(gate)), residual add, soft-capping.
 // ---------------------------------------------------------------------------------------------

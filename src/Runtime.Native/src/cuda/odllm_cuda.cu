@@ -132,6 +132,7 @@ struct odllm_cuda_sequence {
     int max_keys = 0;  // longest key range a query can see: the attention kernel's shared-memory size
     cudaStream_t stream = nullptr;
     float* kv = nullptr;  // [layer][k|v][capacity][kv_dim]
+    float* partial = nullptr;  // split-KV decode attention: per head and split, max, sum and values
     // Activations for up to `rows` positions at once.
     int rows = 0, logit_rows = 0;
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *att_out = nullptr;
@@ -148,6 +149,7 @@ struct odllm_cuda_sequence {
         release_logits();
         if (graph) cudaGraphExecDestroy(graph);
         cudaFree(kv);
+        cudaFree(partial);
         if (stream) cudaStreamDestroy(stream);
     }
 
@@ -252,8 +254,13 @@ struct odllm_cuda_sequence {
             if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
             if (c.rotary_dim > 0) launch_rope(q, k, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, model->inv_freq, stream);
             launch_kv_store(k, v, keys(l), values(l), n, kvDim, pos0, stream);
-            launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, w.sliding ? c.sliding_window : 0,
-                             c.attn_scale, c.attn_softcap, model->alibi_slopes, max_keys, stream);
+            int window = w.sliding ? c.sliding_window : 0;
+            if (n == 1)
+                launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
+                                        c.attn_softcap, model->alibi_slopes, max_keys, stream);
+            else
+                launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
+                                 c.attn_softcap, model->alibi_slopes, max_keys, stream);
             linear(att, n, w.wo, w.bo, att_out);
             switch (c.layout) {
             case 0: // sequential
@@ -413,6 +420,8 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
         size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * sizeof(float);
         e = cudaMalloc(reinterpret_cast<void**>(&s->kv), bytes);
     }
+    if (e == cudaSuccess)
+        e = cudaMalloc(reinterpret_cast<void**>(&s->partial), attention_partial_floats(c.heads, c.head_dim, maxKeys) * sizeof(float));
     if (e != cudaSuccess) { delete s; return cuda_fail(e, "creating the KV cache"); }
     int status = s->ensure(1, 1);
     if (status != ODLLM_CUDA_OK) { delete s; return status; }

@@ -3,8 +3,11 @@
 
 f32 (the stored weights): last logits of the prompt and of the 40-token sequence within 1e-3 (and the worst
 difference printed), every argmax and the 16 greedy tokens equal. Reduced precision (f16, bf16, int8, q8, q4
-converted on load): the GPU against the managed CPU kernels on the same stored bytes, which dequantize to f32
-as the GPU does, within 1e-3, and the same greedy tokens.
+converted on load): the GPU against the managed CPU kernels on the same stored bytes, every argmax and greedy
+token equal and the logits within QUANT_TOLERANCE. The integer types quantize activations per block of 32 on
+both sides; an activation whose scaled value lies within float rounding of a .5 tie can round differently on the
+GPU (its norms sum in another order), which moves logits by up to a few 1e-2 while argmax stays, so the logits
+bound is looser there.
 
 usage: check_fixtures.py <odllm executable> <fixtures folder> [quant ...]
 Prints one line per check and a closing "N passed, N failed".
@@ -16,6 +19,7 @@ import subprocess
 import sys
 
 TOLERANCE = 1e-3
+QUANT_TOLERANCE = {"f16": 1e-3, "bf16": 1e-3, "int8": 5e-2, "q8": 5e-2, "q4": 5e-2}
 
 
 def odllm(exe, *args):
@@ -79,7 +83,7 @@ def check_fixture(exe, root, fixture, quants):
                           "--temperature", "0", "--backend", "managed", "--quant", quant)
             d = max_diff(gpu["last_logits"], cpu["last_logits"])
             same = gpu["argmax"] == cpu["argmax"] and g_gpu["ids"] == g_cpu["ids"]
-            record(f"{fixture} {quant} gpu vs cpu", d <= TOLERANCE and same,
+            record(f"{fixture} {quant} gpu vs cpu", d <= QUANT_TOLERANCE.get(quant, TOLERANCE) and same,
                    f"max|diff| {d:.2e}, argmax+greedy {'equal' if same else 'DIFFER'}")
         except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
             record(f"{fixture} {quant}", False, str(e)[:200])

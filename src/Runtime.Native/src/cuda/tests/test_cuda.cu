@@ -267,7 +267,8 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
     Device<float> dq(q), dk(kc), dv(vc), dout((size_t)n * heads * d), dslopes(slopes);
     Device<int32_t> dpos(std::vector<int32_t>{pos0});
     dout.poison();
-    int maxKeys = total;
+    // A capacity beyond the current position, as in a session: the extra keys must not be read.
+    int maxKeys = total + 100;
     size_t shared = attention_shared_bytes(d, maxKeys);
     CUDA_OK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
     launch_attention(dq.p, dk.p, dv.p, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap, alibi ? dslopes.p : nullptr, maxKeys, 0);
@@ -275,6 +276,16 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
     char what[128];
     snprintf(what, sizeof what, "attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
     check(what, dout.get(), want, {}, 2e-5);
+    if (n == 1) {
+        Device<float> partial(attention_partial_floats(heads, d, maxKeys));
+        partial.poison();
+        dout.poison();
+        launch_attention_decode(dq.p, dk.p, dv.p, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
+                                alibi ? dslopes.p : nullptr, maxKeys, 0);
+        CUDA_OK(cudaGetLastError());
+        snprintf(what, sizeof what, "split decode attention pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", pos0, heads, kvHeads, d, window, cap, alibi);
+        check(what, dout.get(), want, {}, 2e-5);
+    }
 }
 
 // The CPU kernels' activation quantization (ManagedKernels.QuantizeActivations), to the bit.
@@ -355,6 +366,9 @@ int main()
     test_attention(16, 24, 4, 2, 32, 8, 5.f, false);
     test_attention(5, 700, 4, 4, 64, 0, 0.f, true);
     test_attention(1, 1300, 8, 1, 256, 0, 50.f, false);
+    test_attention(1, 1300, 4, 2, 64, 100, 0.f, true);
+    test_attention(1, 63, 4, 2, 32, 0, 0.f, false);
+    test_attention(1, 64, 4, 2, 32, 0, 0.f, false);
     test_elementwise();
     test_quantize_activations(3, 256);
     test_quantize_activations(2, 72);  // int8 rows of a length that is not a multiple of 32
