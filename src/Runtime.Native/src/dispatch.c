@@ -36,6 +36,18 @@ int odllm_cpu_has_avx2(void) {
 #endif
 }
 
+/* AVX-VNNI (vpdpbusd with a VEX encoding, on 256-bit registers): cpuid leaf 7, subleaf 1, EAX bit 4. */
+int odllm_cpu_has_avx_vnni(void) {
+#if defined(ODLLM_HAVE_AVX_VNNI)
+    if (!odllm_cpu_has_avx2() || __get_cpuid_max(0, NULL) < 7) return 0;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a & (1u << 4)) != 0;
+#else
+    return 0;
+#endif
+}
+
 int odllm_cpu_has_neon(void) {
 #if defined(ODLLM_HAVE_NEON) && defined(__linux__)
     return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;

@@ -1,7 +1,8 @@
 /*
- * Matmul throughput of one kernel table: bench_matmul <type 0..5> <n> <k> <m> <threads> [isa] [iterations].
- * Decode shapes (m = 1) cycle through enough weight copies to defeat the caches, so GB/s is memory traffic;
- * prefill shapes reuse one copy and report GFLOP/s. A benchmark, not a test: CTest does not run it.
+ * Matmul throughput of one kernel table: bench_matmul <type 0..5> <n> <k> <m> <threads> [isa] [iterations] [hot].
+ * Decode shapes (m = 1) cycle through enough weight copies to defeat the caches, so GB/s is memory traffic,
+ * unless hot is 1 (compute speed on cached weights); prefill shapes reuse one copy and report GFLOP/s.
+ * Prints the best of the iterations. A benchmark, not a test: CTest does not run it.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdint.h>
@@ -51,15 +52,16 @@ static void fill(int type, uint8_t * w, int64_t n, int64_t k, uint64_t seed) {
 
 int main(int argc, char ** argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: bench_matmul <type 0..5> <n> <k> <m> <threads> [isa] [iterations]\n");
+        fprintf(stderr, "usage: bench_matmul <type 0..5> <n> <k> <m> <threads> [isa] [iterations] [hot]\n");
         return 2;
     }
     const int type = atoi(argv[1]);
     const int64_t n = atoll(argv[2]), k = atoll(argv[3]), m = atoll(argv[4]);
     const int threads = atoi(argv[5]), isa = argc > 6 ? atoi(argv[6]) : ODLLM_ISA_BEST, iterations = argc > 7 ? atoi(argv[7]) : 20;
+    const int hot = argc > 8 && atoi(argv[8]) == 1;
     const size_t bytes = weight_bytes(type, n, k);
     int copies = 1;
-    if (m == 1) while ((size_t)copies * bytes < ((size_t)1 << 30) && copies < 64) copies++;
+    if (m == 1 && !hot) while ((size_t)copies * bytes < ((size_t)1 << 30) && copies < 64) copies++;
     uint8_t ** w = malloc(sizeof *w * (size_t)copies);
     for (int c = 0; c < copies; c++) {
         w[c] = malloc(bytes);

@@ -17,6 +17,8 @@ public enum NativeIsa
     Neon = 3,
     /// <summary>AArch64 Advanced SIMD with the dotprod extension (sdot).</summary>
     NeonDotprod = 4,
+    /// <summary>x86-64 AVX2 + FMA + F16C with AVX-VNNI (vpdpbusd).</summary>
+    Avx2Vnni = 5,
 }
 
 /// <summary>A native kernel call failed; <see cref="Status"/> is the odllm_status code.</summary>
@@ -49,7 +51,7 @@ public sealed class NativeKernels : IKernels, IDisposable
 
     public string Name { get; }
 
-    /// <summary>The kernel set the library chose: "avx2", "neon-dotprod", "neon" or "scalar".</summary>
+    /// <summary>The kernel set the library chose: "avx2-vnni", "avx2", "neon-dotprod", "neon" or "scalar".</summary>
     public string Backend { get; }
 
     /// <summary>Threads per operator, the calling thread included.</summary>

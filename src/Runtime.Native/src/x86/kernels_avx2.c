@@ -2,6 +2,10 @@
  * x86-64 kernels for AVX2 + FMA + F16C. This file alone is compiled with -mavx2 -mfma -mf16c;
  * the dispatcher only hands out this table after cpuid/xgetbv confirm all three.
  */
+#ifndef ODLLM_X86_VNNI
+#  define ODLLM_X86_VNNI 0
+#endif
+
 #include <immintrin.h>
 
 #include "../kernels.h"
@@ -194,21 +198,36 @@ static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
 
 /*
  * The 8 lanes of kernels.h's contract for one block: lane l = sum of w·x over values 4l..4l+3, as floats (exact).
- * maddubs wants unsigned·signed, so |w| meets x carrying w's sign; no saturation: |x| <= 127 by construction, so a
- * pair sums to at most 2·128·127 < 2^15.
+ * Both instructions want unsigned·signed, so |w| meets x carrying w's sign; no saturation: |x| <= 127 by
+ * construction, so a maddubs pair sums to at most 2·128·127 < 2^15 (and vpdpbusd does not saturate at all).
  */
 static inline __m256 lanes_i8(__m256i w, __m256i x) {
-    const __m256i dot16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+    const __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
+#if ODLLM_X86_VNNI
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx));
+#else
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1)));
+#endif
 }
 
 /*
  * Q4_0 without unpacking to signed bytes: the nibbles u = w + 8 are already unsigned, so
- * lane = sum(u·x) - 8·sum(x), the second term computed once per activation block (bias).
+ * lane = sum(u·x) - 8·sum(x), the second term (bias) computed once per activation block.
  */
+static inline __m256i q4_bias(__m256i x) {
+#if ODLLM_X86_VNNI
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), x));
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), x), _mm256_set1_epi16(1));
+#endif
+}
+
 static inline __m256 lanes_u4(__m256i u, __m256i x, __m256i bias) {
-    const __m256i dot16 = _mm256_maddubs_epi16(u, x);
-    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)), bias));
+#if ODLLM_X86_VNNI
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(bias, u, x)); /* bias holds -8·sum(x) here */
+#else
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)), bias));
+#endif
 }
 
 enum { W_Q8_0, W_Q4_0, W_I8 };
@@ -219,34 +238,27 @@ typedef struct qrows {
     const uint8_t * scales;    /* int8: the row-scale table */
 } qrows;
 
-/* Block b of weight row r (Q4_0: the raw nibbles 0..15) and its scale (int8: 1, the row scale comes last). */
-static inline __attribute__((always_inline)) __m256i load_w(int kind, const qrows * w, int64_t r, int64_t b, float * scale) {
-    const uint8_t * row = w->base + r * w->stride;
-    if (kind == W_Q8_0) {
-        const uint8_t * block = row + b * ODLLM_Q8_0_BYTES;
-        *scale = _cvtsh_ss(odllm_load_u16(block));
-        return _mm256_loadu_si256((const __m256i *)(block + 2));
-    }
+static inline const uint8_t * block_at(int kind, const qrows * w, int64_t r, int64_t b) {
+    const int64_t bytes = kind == W_Q8_0 ? ODLLM_Q8_0_BYTES : kind == W_Q4_0 ? ODLLM_Q4_0_BYTES : ODLLM_QK;
+    return w->base + r * w->stride + b * bytes;
+}
+
+/* Block b of weight row r as 32 bytes: signed values (Q8_0, int8) or Q4_0's raw nibbles 0..15. */
+static inline __attribute__((always_inline)) __m256i load_w(int kind, const uint8_t * block) {
+    if (kind == W_Q8_0) return _mm256_loadu_si256((const __m256i *)(block + 2));
     if (kind == W_Q4_0) {
-        const uint8_t * block = row + b * ODLLM_Q4_0_BYTES;
-        *scale = _cvtsh_ss(odllm_load_u16(block));
         const __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2));
         /* Low nibbles are values 0..15, high nibbles 16..31: one shift puts them in the two 128-bit halves. */
         const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
         return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
     }
-    *scale = 1.0f;
-    return _mm256_loadu_si256((const __m256i *)(row + b * ODLLM_QK));
-}
-
-static inline float row_scale(int kind, const qrows * w, int64_t r) {
-    return kind == W_I8 ? odllm_load_f32(w->scales + r * 4) : 1.0f;
+    return _mm256_loadu_si256((const __m256i *)block);
 }
 
 /*
  * MR activation rows against NR weight rows: each weight block is loaded (and for q4 unpacked) once per MR
- * activation rows, each activation block once per NR weight rows. One 8-lane accumulator per output and
- * hsum's order make this exactly kernels.h's contract.
+ * activation rows, each activation block once per NR weight rows, and the NR block scales are converted together.
+ * One 8-lane accumulator per output and hsum's order make this exactly kernels.h's contract.
  */
 static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
                                                          int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
@@ -256,24 +268,33 @@ static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int N
         for (int r = 0; r < NR; r++) acc[i][r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m256i xv[2], bias[2];
-        float dx[2];
+        __m128 dx[2];
         for (int i = 0; i < MR; i++) {
             xv[i] = _mm256_loadu_si256((const __m256i *)(xq + i * k + b * ODLLM_QK));
-            dx[i] = xd[i * nb + b];
-            if (kind == W_Q4_0)
-                bias[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xv[i]), _mm256_set1_epi16(1));
+            dx[i] = _mm_set1_ps(xd[i * nb + b]);
+            if (kind == W_Q4_0) bias[i] = q4_bias(xv[i]);
+        }
+        const uint8_t * blocks[4];
+        for (int r = 0; r < NR; r++) blocks[r] = block_at(kind, w, j + r, b);
+        /* c = dw·dx for all NR rows at once: the same f32 products as one at a time. int8: c = dx. */
+        __m128 dw = _mm_set1_ps(1.0f);
+        if (kind != W_I8) {
+            __m128i h = _mm_cvtsi32_si128(odllm_load_u16(blocks[0]));
+            for (int r = 1; r < NR; r++) h = _mm_insert_epi16(h, odllm_load_u16(blocks[r]), r);
+            dw = _mm_cvtph_ps(h);
         }
         for (int r = 0; r < NR; r++) {
-            float dw;
-            const __m256i wv = load_w(kind, w, j + r, b, &dw);
+            const __m256i wv = load_w(kind, blocks[r]);
             for (int i = 0; i < MR; i++) {
+                const __m128 c4 = kind == W_I8 ? dx[i] : _mm_mul_ps(dw, dx[i]);
+                const __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(c4), _mm256_set1_epi32(r));
                 const __m256 lanes = kind == W_Q4_0 ? lanes_u4(wv, xv[i], bias[i]) : lanes_i8(wv, xv[i]);
-                acc[i][r] = _mm256_fmadd_ps(lanes, _mm256_set1_ps(dw * dx[i]), acc[i][r]);
+                acc[i][r] = _mm256_fmadd_ps(lanes, c, acc[i][r]);
             }
         }
     }
     for (int r = 0; r < NR; r++) {
-        const float s = row_scale(kind, w, j + r);
+        const float s = kind == W_I8 ? odllm_load_f32(w->scales + (j + r) * 4) : 1.0f;
         for (int i = 0; i < MR; i++) y[i * ldy + r] = kind == W_I8 ? hsum(acc[i][r]) * s : hsum(acc[i][r]);
     }
 }
@@ -312,8 +333,13 @@ static void gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t
     gemm_q(W_I8, xq, xd, m, &rows, n, k, y, ldy);
 }
 
+#if ODLLM_X86_VNNI
+const odllm_kernel_table odllm_kernels_avx2_vnni = {
+    .name = "avx2-vnni",
+#else
 const odllm_kernel_table odllm_kernels_avx2 = {
     .name = "avx2",
+#endif
     .gemm_f32 = gemm_f32,
     .gemv_f16 = gemv_f16,
     .gemv_bf16 = gemv_bf16,
