@@ -95,6 +95,8 @@ internal static class GgufTokenizer
             w.WriteStartObject();
             w.WriteStartObject("model");
             w.WriteString("type", "BPE");
+            // llama.cpp's Llama 3 vocabulary emits a pre-token found whole in the vocabulary without merging, as HF's ignore_merges.
+            w.WriteBoolean("ignore_merges", pre is "llama-bpe" or "llama3" or "llama-v3");
             w.WriteStartObject("vocab");
             var seen = new HashSet<string>(StringComparer.Ordinal);
             for (int i = 0; i < tokens.Length; i++)
@@ -123,7 +125,8 @@ internal static class GgufTokenizer
             w.WriteEndObject();
         }
         HfBpeBackend? backend = null;
-        var config = Config(m, tokens, addBosDefault: false);
+        // llama.cpp adds BOS by default only for the Llama 3 vocabulary among the byte-level ones.
+        var config = Config(m, tokens, addBosDefault: pre is "llama-bpe" or "llama3" or "llama-v3");
         TokenizerConfig.Parse(m.Path, buffer.ToArray(), root => backend = HfBpeBackend.FromTokenizerJson(root, config));
         return backend!;
     }
@@ -135,12 +138,19 @@ internal static class GgufTokenizer
         string json = pre switch
         {
             "default" or "gpt-2" => byteLevel,
+            "llama-bpe" or "llama3" or "llama-v3" => """{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"""
+                + "\"" + JsonEncodedText.Encode(Llama3Pattern).Value + "\""
+                + """},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}""",
             "falcon" => """{"type":"Sequence","pretokenizers":[{"type":"Punctuation","behavior":"Contiguous"},""" + byteLevel
                         + """,{"type":"Digits","individual_digits":false},{"type":"Split","pattern":{"Regex":"[0-9][0-9][0-9]"},"behavior":"Isolated","invert":false}]}""",
-            _ => throw new TokenizerException($"{path}: the GGUF pre-tokenizer \"{pre}\" is not supported (supported: default, gpt-2, falcon)."),
+            _ => throw new TokenizerException($"{path}: the GGUF pre-tokenizer \"{pre}\" is not supported (supported: default, gpt-2, falcon, llama-bpe)."),
         };
         w.WriteRawValue(json);
     }
+
+    /// <summary>Llama 3's pre-tokenizer split (its tokenizer.json; llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3).</summary>
+    private const string Llama3Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>A tokenizer_config.json equivalent: BOS/EOS tokens and whether encoding with special tokens adds them.</summary>
     private static TokenizerConfig Config(GgufMetadata m, string[] tokens, bool addBosDefault)
