@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using OnDeviceLlm.Connector.ChatTemplates;
 using OnDeviceLlm.Connector.Diagnostics;
+using OnDeviceLlm.Connector.Tools;
 using OnDeviceLlm.Runtime;
 using OnDeviceLlm.Runtime.Inference;
 
@@ -18,10 +19,18 @@ namespace OnDeviceLlm.Connector;
 /// An <see cref="IChatClient"/> that runs a <see cref="LanguageModel"/> in process.
 /// <para>
 /// ChatOptions honoured: MaxOutputTokens, Temperature (0 = greedy), TopP, TopK, Seed, StopSequences,
-/// FrequencyPenalty, PresencePenalty, ModelId (must name this client's model), and in AdditionalProperties
-/// <c>min_p</c> (float in [0, 1]) and <c>repetition_penalty</c> (float &gt; 0, HF semantics). Settings left unset
-/// come from <see cref="OnDeviceChatClientOptions.DefaultSampling"/>. Tools, JSON response formats and
-/// ConversationId are rejected with <see cref="NotSupportedException"/> rather than silently ignored.
+/// FrequencyPenalty, PresencePenalty, ModelId (must name this client's model), ResponseFormat, Tools with ToolMode,
+/// and in AdditionalProperties <c>min_p</c> (float in [0, 1]) and <c>repetition_penalty</c> (float &gt; 0, HF
+/// semantics). Settings left unset come from <see cref="OnDeviceChatClientOptions.DefaultSampling"/>.
+/// ConversationId is rejected with <see cref="NotSupportedException"/>: this client keeps no conversations.
+/// </para>
+/// <para>
+/// JSON: <see cref="ChatResponseFormat.Json"/> asks for a JSON object (its schema, if any, goes into the prompt) and
+/// a JSON grammar masks the logits at every step, so the text is always one valid JSON object; if the token budget
+/// runs out first, the shortest closing text is appended (finish reason Length). Tools use one convention for every
+/// family (see <c>Tools/ToolPrompt.cs</c>): with ToolMode Auto the model may answer or call; with RequireAny or
+/// RequireSpecific a grammar forces exactly one well-formed call to an offered tool, returned as
+/// <see cref="FunctionCallContent"/> with finish reason ToolCalls (no text is streamed for it).
 /// </para>
 /// <para>
 /// Requests are served one at a time in arrival order (a model has one KV cache here); concurrent callers
@@ -55,6 +64,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
     private InferenceSession? _session;
     private readonly List<int> _cached = [];
     private float[]? _logits;
+    private string?[]? _tokenTexts;
     private volatile bool _disposed;
 
     /// <summary>Test hook: called on the generating thread after each sampled token with the count so far.</summary>
@@ -139,10 +149,13 @@ public sealed partial class OnDeviceChatClient : IChatClient
             }
             var outcome = await producer.ConfigureAwait(false);
             var s = outcome.Stats;
-            var final = new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(new UsageDetails
+            var contents = new List<AIContent>(1 + (outcome.Calls?.Count ?? 0));
+            if (outcome.Calls is not null) contents.AddRange(outcome.Calls);
+            contents.Add(new UsageContent(new UsageDetails
             {
                 InputTokenCount = s.InputTokens, CachedInputTokenCount = s.ReusedTokens, OutputTokenCount = s.OutputTokens, TotalTokenCount = s.InputTokens + s.OutputTokens,
-            })])
+            }));
+            var final = new ChatResponseUpdate(ChatRole.Assistant, contents)
             {
                 ResponseId = responseId, MessageId = responseId, CreatedAt = created, ModelId = ModelId, FinishReason = outcome.FinishReason,
                 AdditionalProperties = new()
@@ -184,9 +197,12 @@ public sealed partial class OnDeviceChatClient : IChatClient
         if (_ownsMetrics) _metrics.Dispose();
     }
 
-    private sealed record Request(int[] Prompt, SamplingOptions Sampling, int MaxOutputTokens, IReadOnlyList<string> StopSequences);
+    // Constraint creates the grammar the output must follow (null = free text); HideText marks a forced tool call,
+    // returned as FunctionCallContent rather than streamed; ToolNames are the tools an answer may call (null = none).
+    private sealed record Request(int[] Prompt, SamplingOptions Sampling, int MaxOutputTokens, IReadOnlyList<string> StopSequences,
+        Func<OutputConstraint>? Constraint, bool HideText, IReadOnlySet<string>? ToolNames);
 
-    private sealed record Outcome(ChatFinishReason FinishReason, GenerationStats Stats);
+    private sealed record Outcome(ChatFinishReason FinishReason, GenerationStats Stats, List<FunctionCallContent>? Calls);
 
     private Request CreateRequest(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
@@ -195,10 +211,6 @@ public sealed partial class OnDeviceChatClient : IChatClient
         if (list.Count == 0) throw new ArgumentException("At least one message is required.", nameof(messages));
         if (options?.ModelId is string id && id != ModelId)
             throw new ArgumentException($"This client serves model '{ModelId}', but ChatOptions.ModelId asks for '{id}'.", nameof(options));
-        if (options?.Tools is { Count: > 0 } && options.ToolMode is not NoneChatToolMode)
-            throw new NotSupportedException("Tool calling is not implemented by OnDeviceChatClient yet; remove ChatOptions.Tools or set ToolMode to None.");
-        if (options?.ResponseFormat is ChatResponseFormatJson)
-            throw new NotSupportedException("JSON response formats are not implemented by OnDeviceChatClient yet.");
         if (options?.ConversationId is not null)
             throw new NotSupportedException("OnDeviceChatClient keeps no server-side conversations; send the full history instead of ConversationId.");
 
@@ -222,7 +234,8 @@ public sealed partial class OnDeviceChatClient : IChatClient
         int? max = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
         if (max is <= 0) throw new ArgumentOutOfRangeException(nameof(options), max, $"MaxOutputTokens must be positive, but it is {max}.");
 
-        var stops = new List<string>(Template.StopSequences);
+        var (instructions, constraint, hideText, toolNames) = OutputRules(options);
+        var stops = new List<string>(constraint is null ? Template.StopSequences : []);
         if (options?.StopSequences is { } extra)
         {
             foreach (string s in extra)
@@ -231,8 +244,41 @@ public sealed partial class OnDeviceChatClient : IChatClient
                 stops.Add(s);
             }
         }
-        var (_, prompt) = RenderPrompt(list);
-        return new Request(prompt, sampling, max ?? int.MaxValue, stops);
+        var (_, prompt) = RenderPrompt(ToolPrompt.Rewrite(list, instructions));
+        return new Request(prompt, sampling, max ?? int.MaxValue, stops, constraint, hideText, toolNames);
+    }
+
+    /// <summary>What ResponseFormat and Tools/ToolMode ask of the answer: prompt instructions, a grammar, how calls come back.</summary>
+    private static (string? Instructions, Func<OutputConstraint>? Constraint, bool HideText, IReadOnlySet<string>? ToolNames) OutputRules(ChatOptions? options)
+    {
+        string? instructions = null;
+        Func<OutputConstraint>? constraint = null;
+        if (options?.ResponseFormat is ChatResponseFormatJson json)
+        {
+            instructions = "Reply with a single JSON object and nothing else.";
+            if (json.Schema is JsonElement schema) instructions += " It must follow this JSON Schema: " + schema.GetRawText();
+            constraint = () => new JsonGrammar();
+        }
+        if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return (instructions, constraint, false, null);
+
+        var functions = new List<AIFunctionDeclaration>(tools.Count);
+        foreach (var tool in tools)
+        {
+            functions.Add(tool as AIFunctionDeclaration
+                ?? throw new NotSupportedException($"Tool '{tool.Name}' is a {tool.GetType().Name}; OnDeviceChatClient runs only function tools (AIFunctionDeclaration)."));
+        }
+        var names = new HashSet<string>(functions.Select(f => f.Name), StringComparer.Ordinal);
+        if (options.ToolMode is RequiredChatToolMode required)
+        {
+            string[] allowed = required.RequiredFunctionName is string only
+                ? names.Contains(only) ? [only] : throw new ArgumentException($"ToolMode requires '{only}', which is not among ChatOptions.Tools.", nameof(options))
+                : [.. names];
+            string describe = ToolPrompt.Describe(functions, required: true);
+            return (Join(instructions, describe), () => new ToolCallGrammar(allowed), true, names);
+        }
+        return (Join(instructions, ToolPrompt.Describe(functions, required: false)), constraint, false, names);
+
+        static string Join(string? a, string b) => a is null ? b : a + "\n" + b;
     }
 
     /// <summary>Reads a number from AdditionalProperties, whatever numeric type (or JSON) a caller or configuration put there.</summary>
@@ -306,6 +352,8 @@ public sealed partial class OnDeviceChatClient : IChatClient
         var history = new List<int>(prompt.Length + Math.Min(request.MaxOutputTokens, session.ContextLength));
         history.AddRange(prompt);
         var text = new TextStream(_model.RequireTokenizer(), request.StopSequences);
+        var grammar = request.Constraint is { } create ? new ConstrainedDecoding(TokenTexts(), create()) : null;
+        var answer = request.ToolNames is null ? null : new System.Text.StringBuilder();
 
         cancellationToken.ThrowIfCancellationRequested();
         session.Prefill(prompt.AsSpan(keep)).CopyTo(logits);
@@ -317,24 +365,72 @@ public sealed partial class OnDeviceChatClient : IChatClient
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (grammar is not null && !grammar.Mask(logits))
+                throw new InferenceException("No token of the vocabulary can continue the required output format.");
             int token = sampler.Sample(logits, CollectionsMarshal.AsSpan(history));
+            grammar?.Accept(token);
             history.Add(token);
             if (produced++ == 0) first = Stopwatch.GetTimestamp();
             TokenSampled?.Invoke(produced);
             if (Array.IndexOf(stopIds, token) >= 0) { finish = ChatFinishReason.Stop; break; }
-            string piece = text.Push(token);
-            if (piece.Length > 0) writer.TryWrite(piece);
-            if (text.Stopped) { finish = ChatFinishReason.Stop; break; }
+            Emit(text.Push(token));
+            if (text.Stopped || grammar?.IsComplete == true) { finish = ChatFinishReason.Stop; break; }
             if (produced >= request.MaxOutputTokens || session.Position >= session.ContextLength) { finish = ChatFinishReason.Length; break; }
             session.Decode(token).CopyTo(logits);
             _cached.Add(token);
         }
-        string rest = text.Flush();
-        if (rest.Length > 0) writer.TryWrite(rest);
+        Emit(text.Flush());
+        // Out of budget inside the required format: close it, so the caller still gets a well-formed answer.
+        if (grammar is not null && !grammar.IsComplete) Emit(grammar.Completion());
         long end = Stopwatch.GetTimestamp();
         var stats = new GenerationStats(prompt.Length, produced, keep, Stopwatch.GetElapsedTime(start, first),
             GenerationStats.Rate(produced - 1, first, end));
-        return new Outcome(finish, stats);
+        List<FunctionCallContent>? calls = null;
+        if (answer is not null && ToolPrompt.TryParseCalls(answer.ToString(), request.ToolNames!, out var parsed))
+        {
+            calls = parsed;
+            finish = ChatFinishReason.ToolCalls;
+        }
+        else if (request.HideText && answer is not null)
+        {
+            // The grammar makes this unreachable; if it ever is, the text is better than nothing.
+            writer.TryWrite(answer.ToString());
+        }
+        return new Outcome(finish, stats, calls);
+
+        void Emit(string piece)
+        {
+            if (piece.Length == 0) return;
+            answer?.Append(piece);
+            if (!request.HideText) writer.TryWrite(piece);
+        }
+    }
+
+    /// <summary>
+    /// The text each token adds in the middle of a sequence (decoded after an anchor token, so SentencePiece's
+    /// leading space is kept); null for special tokens and for tokens that are only part of a UTF-8 character,
+    /// which the grammars never allow. Built once, on the first constrained request.
+    /// </summary>
+    private string?[] TokenTexts()
+    {
+        if (_tokenTexts is not null) return _tokenTexts;
+        var tokenizer = _model.RequireTokenizer();
+        int vocab = _model.Config.VocabSize;
+        int anchor = tokenizer.Encode("a") is [int a, ..] ? a : 0;
+        string anchorText = tokenizer.Decode([anchor], skipSpecialTokens: true);
+        var texts = new string?[vocab];
+        Span<int> pair = stackalloc int[2];
+        pair[0] = anchor;
+        for (int id = 0; id < vocab; id++)
+        {
+            if (id >= tokenizer.VocabSize || tokenizer.IsSpecial(id)) continue;
+            pair[1] = id;
+            string both = tokenizer.Decode(pair, skipSpecialTokens: true);
+            if (both.Length <= anchorText.Length || !both.StartsWith(anchorText, StringComparison.Ordinal)) continue;
+            string piece = both[anchorText.Length..];
+            if (!piece.Contains('\uFFFD')) texts[id] = piece;
+        }
+        return _tokenTexts = texts;
     }
 
     private static int CommonPrefix(ReadOnlySpan<int> a, ReadOnlySpan<int> b) => a.CommonPrefixLength(b);

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.SemanticKernel;
 using Microsoft.SemanticKernel.ChatCompletion;
 using OnDeviceLlm.Connector.Diagnostics;
 using OnDeviceLlm.Runtime;
@@ -74,13 +75,17 @@ public static partial class OnDeviceLlmServiceCollectionExtensions
         var builder = serviceKey is null
             ? services.AddChatClient(sp => CreateClient(sp, optionsName))
             : services.AddKeyedChatClient(serviceKey, sp => CreateClient(sp, optionsName));
-        // SK adapts the same IChatClient pipeline, so both services share the one loaded model.
+        // SK adapts the same IChatClient pipeline, so both services share the one loaded model; kernel function
+        // invocation is added so that FunctionChoiceBehavior.Auto/Required runs plugins, as SK's own connectors do.
         if (serviceKey is null)
-            services.TryAddSingleton<IChatCompletionService>(sp => sp.GetRequiredService<IChatClient>().AsChatCompletionService(sp));
+            services.TryAddSingleton<IChatCompletionService>(sp => AsKernelService(sp, sp.GetRequiredService<IChatClient>()));
         else
-            services.TryAddKeyedSingleton<IChatCompletionService>(serviceKey, (sp, key) => sp.GetRequiredKeyedService<IChatClient>(key).AsChatCompletionService(sp));
+            services.TryAddKeyedSingleton<IChatCompletionService>(serviceKey, (sp, key) => AsKernelService(sp, sp.GetRequiredKeyedService<IChatClient>(key)));
         return builder;
     }
+
+    private static IChatCompletionService AsKernelService(IServiceProvider services, IChatClient chat) =>
+        new ChatClientBuilder(chat).UseKernelFunctionInvocation(services.GetService<ILoggerFactory>()).Build(services).AsChatCompletionService(services);
 
     private static OnDeviceChatClient CreateClient(IServiceProvider services, string optionsName)
     {
