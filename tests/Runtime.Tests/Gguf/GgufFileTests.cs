@@ -143,9 +143,9 @@ public sealed class GgufFileTests : IDisposable
     }
 
     [Theory]
-    [InlineData(GgmlType.Q4_K)]
-    [InlineData(GgmlType.Q6_K)]
-    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.IQ2_XXS)]
+    [InlineData(GgmlType.TQ1_0)]
+    [InlineData(GgmlType.MXFP4)]
     public void UnsupportedTensorTypesAreNamed(GgmlType type)
     {
         var tensors = LlamaTensors(GgmlType.F32);

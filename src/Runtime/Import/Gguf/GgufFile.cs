@@ -120,6 +120,14 @@ public sealed unsafe class GgufFile : IDisposable
         return new ModelTensor(info.Name, type, info.Shape, (nint)(_base + DataOffset + info.Offset), info.ByteLength);
     }
 
+    /// <summary>Address of a tensor's first byte in the mapping, whatever its type; valid until Dispose.</summary>
+    public nint Address(GgufTensorInfo info)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Find(info.Name) != info) throw new ArgumentException($"Tensor {info.Name} is not one of this file's tensor infos.", nameof(info));
+        return (nint)(_base + DataOffset + info.Offset);
+    }
+
     public void Dispose()
     {
         if (_disposed) return;

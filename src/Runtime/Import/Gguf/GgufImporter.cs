@@ -1,5 +1,7 @@
+using System.Runtime.InteropServices;
 using OnDeviceLlm.Runtime.Architectures;
 using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Quantization;
 using OnDeviceLlm.Runtime.Tokenization;
 
 namespace OnDeviceLlm.Runtime.Import.Gguf;
@@ -39,7 +41,8 @@ public static class GgufImporter
         foreach (var info in file.Tensors)
         {
             var type = GgmlTypes.ToTensorType(info.Type)
-                ?? throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0); use a GGUF quantized to Q8_0 or Q4_0, or convert the original checkpoint.");
+                ?? (GgufDequantize.Supports(info.Type) ? TensorType.Q8_0
+                    : throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read (supported: F32, F16, BF16, Q8_0, Q4_0, and Q4_1, Q5_0, Q5_1, Q2_K…Q6_K converted to Q8_0); convert the original checkpoint instead."));
             foreach (var (name, pieces, rows) in Map(info.Name, config, file.Contains))
             {
                 if (!expected.TryGetValue(name, out var e))
@@ -147,14 +150,61 @@ public static class GgufImporter
         };
     }
 
-    private sealed class FileTensors(GgufFile file) : ISourceTensors
+    /// <summary>
+    /// The file's tensors as the converter reads them. Types the runtime does not compute with (k-quants, Q4_1,
+    /// Q5_0, Q5_1) are decoded and re-encoded as Q8_0, one tensor at a time into native memory: the converter reads
+    /// a tensor's pieces consecutively, so only the current one is kept.
+    /// </summary>
+    private sealed unsafe class FileTensors(GgufFile file) : ISourceTensors
     {
+        private string? _convertedName;
+        private byte* _converted;
+
         public SourceTensor Get(string name)
         {
-            var t = file.GetTensor(name);
-            return new SourceTensor(t.Type, t.Shape, t.Data);
+            var info = file.Find(name) ?? throw new ModelFormatException(file.Path, $"the file has no tensor named '{name}'.");
+            if (GgmlTypes.ToTensorType(info.Type) is not null)
+            {
+                var t = file.GetTensor(name);
+                return new SourceTensor(t.Type, t.Shape, t.Data);
+            }
+            if (_convertedName != name)
+            {
+                Free();
+                _converted = ToQ8(info);
+                _convertedName = name;
+            }
+            return new SourceTensor(TensorType.Q8_0, info.Shape, (nint)_converted);
         }
 
-        public void Dispose() => file.Dispose();
+        private byte* ToQ8(GgufTensorInfo info)
+        {
+            int cols = checked((int)info.Dims[0]);
+            long rows = info.Dims.Skip(1).Aggregate(1L, (a, b) => a * b);
+            GgmlTypes.TryGetBlock(info.Type, out int blockValues, out int blockBytes);
+            long sourceRow = cols / blockValues * blockBytes, targetRow = cols / 32 * 34;
+            byte* source = (byte*)file.Address(info);
+            byte* target = (byte*)NativeMemory.Alloc((nuint)(rows * targetRow));
+            float[] values = new float[cols];
+            for (long r = 0; r < rows; r++)
+            {
+                GgufDequantize.Row(info.Type, new ReadOnlySpan<byte>(source + r * sourceRow, (int)sourceRow), values);
+                Encode.Rows(TensorType.Q8_0, values, cols, new Span<byte>(target + r * targetRow, (int)targetRow));
+            }
+            return target;
+        }
+
+        private void Free()
+        {
+            if (_converted is not null) NativeMemory.Free(_converted);
+            _converted = null;
+            _convertedName = null;
+        }
+
+        public void Dispose()
+        {
+            Free();
+            file.Dispose();
+        }
     }
 }
