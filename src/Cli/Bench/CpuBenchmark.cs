@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using OnDeviceLlm.Runtime;
 using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Inference;
 using OnDeviceLlm.Runtime.Model;
 
 namespace OnDeviceLlm.Cli.Bench;
@@ -23,6 +24,8 @@ internal sealed record BenchResult
     public required long FileBytes { get; init; }
     public required long WeightBytesPerToken { get; init; }
     public required double ReadBandwidthGbs { get; init; }
+    /// <summary>Share of decode time spent inside the matmul kernels; the rest is managed code (norms, RoPE, attention, glue).</summary>
+    public required double DecodeMatMulShare { get; init; }
     public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
 }
 
@@ -47,17 +50,23 @@ internal static class CpuBenchmark
         var generated = new int[genTokens];
         for (int i = 0; i < generated.Length; i++) generated[i] = random.Next(config.VocabSize);
 
+        // The model's own forward pass over kernels that also count the time spent inside MatMul.
+        var kernels = new TimedKernels(model.Kernels);
+        var transformer = new Transformer(config, model.File, kernels);
         var prefill = new double[repeats];
         var decode = new double[repeats];
+        var matmulShare = new double[repeats];
         for (int r = 0; r < repeats; r++)
         {
-            using var session = model.CreateSession(promptTokens + genTokens);
+            using var session = new InferenceSession(transformer, promptTokens + genTokens);
             var watch = Stopwatch.StartNew();
             session.Prefill(prompt);
             prefill[r] = watch.Elapsed.TotalSeconds;
+            kernels.Elapsed = 0;
             watch.Restart();
             foreach (int token in generated) session.Decode(token);
             decode[r] = watch.Elapsed.TotalSeconds;
+            matmulShare[r] = Stopwatch.GetElapsedTime(0, kernels.Elapsed).TotalSeconds / decode[r];
         }
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         double prefillSeconds = Median(prefill);
@@ -75,6 +84,7 @@ internal static class CpuBenchmark
             PrefillTokS = promptTokens / prefillSeconds,
             TtftMs = prefillSeconds * 1000,
             DecodeTokS = genTokens / Median(decode),
+            DecodeMatMulShare = Median(matmulShare),
             PeakRssBytes = peakRss,
             FileBytes = new FileInfo(model.File.Path).Length,
             WeightBytesPerToken = WeightBytesPerToken(model),
@@ -131,6 +141,21 @@ internal static class CpuBenchmark
             return best;
         }
         finally { NativeMemory.AlignedFree(buffer); }
+    }
+
+    /// <summary>Passes every call through, adding the time spent in <see cref="MatMul"/> to <see cref="Elapsed"/> (Stopwatch ticks).</summary>
+    private sealed class TimedKernels(IKernels inner) : IKernels
+    {
+        public long Elapsed;
+
+        public string Name => inner.Name;
+
+        public void MatMul(ReadOnlySpan<float> x, int m, ModelTensor w, Span<float> y)
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.MatMul(x, m, w, y);
+            Elapsed += Stopwatch.GetTimestamp() - start;
+        }
     }
 
     private static double Median(double[] values)
