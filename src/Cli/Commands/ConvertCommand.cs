@@ -29,7 +29,7 @@ internal static class ConvertCommand
                 Console.Error.WriteLine($"wrote {target} ({new FileInfo(target).Length:N0} bytes)");
                 return 0;
             }
-            if (!Directory.Exists(input) && !(File.Exists(input) && input.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)))
+            if (!Directory.Exists(input) && !GgufFile.IsGguf(input))
                 throw new DirectoryNotFoundException($"{input} is neither a Hugging Face model folder nor a .gguf file.");
             string odlm = toGguf ? Path.Combine(Path.GetTempPath(), $"odllm-{Guid.NewGuid():N}.odlm") : target;
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });

@@ -56,7 +56,7 @@ public sealed class TextTokenizer
         ArgumentException.ThrowIfNullOrEmpty(fileOrFolder);
         if (Directory.Exists(fileOrFolder)) return Load(ReadFiles(fileOrFolder));
         if (!File.Exists(fileOrFolder)) throw new TokenizerException($"{fileOrFolder}: no such file or folder.");
-        if (fileOrFolder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return new TextTokenizer(GgufTokenizer.FromFile(fileOrFolder));
+        if (Import.Gguf.GgufFile.IsGguf(fileOrFolder)) return new TextTokenizer(GgufTokenizer.FromFile(fileOrFolder));
         string role = Path.GetExtension(fileOrFolder).ToLowerInvariant() switch
         {
             ".json" => "tokenizer.json",

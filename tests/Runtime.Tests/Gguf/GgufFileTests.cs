@@ -226,4 +226,15 @@ public sealed class GgufFileTests : IDisposable
         var ex = Assert.Throws<UnsupportedModelException>(() => GgufFile.Open(Save(bytes)).Dispose());
         Assert.Contains("version 1", ex.Message);
     }
+
+    [Fact]
+    public void AGgufWithoutTheExtensionIsRecognizedByItsMagic()
+    {
+        string path = Save(File.ReadAllBytes(Stories260KTests.GgufPath), "stories260K.bin-download");
+        Assert.True(GgufFile.IsGguf(path));
+        Assert.False(GgufFile.IsGguf(Path.Combine(Stories260KTests.Folder, "stories260K.bin")));
+        using var model = LanguageModel.Load(path);
+        Assert.Equal([1], model.EncodePrompt(""));
+        Assert.Equal(512, OnDeviceLlm.Runtime.Tokenization.TextTokenizer.LoadFromPath(path).VocabSize);
+    }
 }

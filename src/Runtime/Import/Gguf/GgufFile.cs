@@ -54,8 +54,22 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>general.architecture, the key every llama.cpp GGUF carries.</summary>
     public string Architecture => Metadata.RequireString("general.architecture");
 
-    public static bool IsGguf(string path) =>
-        path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+    /// <summary>A .gguf file, or any file that starts with the GGUF magic (downloads are not always named .gguf).</summary>
+    public static bool IsGguf(string path)
+    {
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return true;
+        if (!File.Exists(path)) return false;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            Span<byte> magic = stackalloc byte[4];
+            return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && BinaryPrimitives.ReadUInt32LittleEndian(magic) == Magic;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Maps a GGUF file and validates its header.</summary>
     public static GgufFile Open(string path)
