@@ -234,6 +234,9 @@ public sealed class Transformer
                     float score = (dot + slope * key) * scale;
                     scores[j] = cap > 0 ? cap * MathF.Tanh(score / cap) : score;
                 }
+                // TensorPrimitives.SoftMax does not subtract the maximum: a score above ~88 overflows exp to
+                // infinity and the row becomes NaN (stories260K does this on ordinary prompts), so shift first.
+                TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
                 TensorPrimitives.SoftMax(scores, scores);
                 var oh = output.Slice((t * heads + hd) * d, d);
                 oh.Clear();
