@@ -53,5 +53,22 @@ public sealed class Stories260KTests : IDisposable
         Assert.True(response.Text.Count(char.IsLetter) > 20, response.Text);
     }
 
+    [Fact]
+    public async Task Tool_prompts_that_once_overflowed_attention_now_give_a_forced_call()
+    {
+        // This prompt drove an attention score past exp's float range at position 269, and the whole logits row
+        // turned NaN, until the softmax subtracted its maximum.
+        using var client = new OnDeviceChatClient(_model);
+        var now = AIFunctionFactory.Create(() => "now", "utc_now", "Returns the time.");
+        var add = AIFunctionFactory.Create((string? time, double hours) => "x", "add_hours", "Adds hours to an ISO 8601 time.");
+        ChatMessage[] chat = [new(ChatRole.System, "You are a helpful assistant. Use the clock tools to answer questions about time."), new(ChatRole.User, "What time is it in UTC?")];
+        for (int seed = 0; seed < 3; seed++)
+        {
+            var response = await client.GetResponseAsync(chat, new ChatOptions { Tools = [now, add], ToolMode = ChatToolMode.RequireAny, Seed = seed, MaxOutputTokens = 60 });
+            Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
+            Assert.True(response.Usage!.InputTokenCount > 269);
+        }
+    }
+
     public void Dispose() => _model.Dispose();
 }

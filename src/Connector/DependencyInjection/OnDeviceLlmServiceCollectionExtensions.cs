@@ -101,7 +101,7 @@ public static partial class OnDeviceLlmServiceCollectionExtensions
         {
             var client = new OnDeviceChatClient(model, options.ToClientOptions(), logger, services.GetRequiredService<OnDeviceLlmMetrics>());
             if (logger is not null)
-                LogLoaded(logger, options.ModelPath, client.ModelId, model.Kernels.GetType().Name, Stopwatch.GetElapsedTime(start).TotalMilliseconds, client.Template.Name);
+                LogLoaded(logger, options.ModelPath, client.ModelId, model.Kernels.Name, Stopwatch.GetElapsedTime(start).TotalMilliseconds, client.Template.Name);
             return client;
         }
         catch
