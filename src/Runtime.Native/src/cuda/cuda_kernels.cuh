@@ -3,6 +3,8 @@
 // Every element-wise formula copies src/Runtime/Inference/Transformer.cs and MathOps.cs.
 #pragma once
 
+#include <algorithm>
+
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -108,6 +110,21 @@ __device__ __forceinline__ float block_max(float v, float* shared32)
     __syncthreads();
     v = lane < warps ? shared32[lane] : -INFINITY;
     return warp_max(v);
+}
+
+// Blocks for a grid-stride loop over count elements.
+inline int grid_for(int64_t count, int threads)
+{
+    int64_t blocks = (count + threads - 1) / threads;
+    return (int)(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
+}
+
+// The activations of MathOps.Activate: SiLU, tanh-approximate GELU in f32, exact GELU in double.
+__device__ __forceinline__ float activate(int activation, float x)
+{
+    if (activation == ACT_SILU) return x / (1.f + expf(-x));
+    if (activation == ACT_GELU_TANH) return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    return (float)(0.5 * (double)x * (1.0 + erf((double)x / 1.4142135623730951)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,14 +259,30 @@ inline void launch_matmul(const float* x, int m, int k, const uint8_t* w, int ty
 // ---------------------------------------------------------------------------------------------
 // Activation quantization of the integer weight types (int8, q8_0, q4_0), the CPU kernels' contract
 // (src/Runtime.Native/src/kernels.h): per block of 32 values of a row (the last may be shorter), d = max|x|/127,
-// q = round-half-even(x · (1/d)). The GPU then multiplies q·d by the decoded weights in f32, which equals the CPU's
-// Σ_b (w_d·x_d)·Σ q_w·q_x up to float summation order, so both backends see the same rounded activations.
-// One warp per block of 32; y may equal x.
+// q = round-half-even(x · (1/d)). The decode GEMV multiplies q with the weights' integers (dp4a) as the CPU does;
+// the other products multiply q·d by the decoded weights in f32, which equals the CPU's Σ_b (w_d·x_d)·Σ q_w·q_x up
+// to float summation order. Either way both backends see the same rounded activations.
 // ---------------------------------------------------------------------------------------------
 
 constexpr int ACT_BLOCK = 32;
 
-__global__ void k_quantize_activations(const float* x, float* y, int rows, int k)
+// Quantizes one block of 32 held by a warp (lane i: element i; invalid lanes pass 0 and write nothing).
+__device__ __forceinline__ void quantize_block32(float v, bool valid, int64_t i, int64_t block, int8_t* q, float* qd, float* qf)
+{
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.f;
+    float id = d != 0.f ? 1.f / d : 0.f;
+    float r = rintf(__fmul_rn(v, id));
+    if (valid) {
+        q[i] = (int8_t)r;
+        if (qf) qf[i] = r * d;
+    }
+    if ((threadIdx.x & 31) == 0) qd[block] = d;
+}
+
+// Writes the int8 values q, the block scales qd ([rows][⌈k/32⌉]) and, when qf is set, q·d as f32 for the kernels
+// that multiply in f32. One warp per block of 32.
+__global__ void k_quantize(const float* x, int8_t* q, float* qd, float* qf, int rows, int k)
 {
     int blocksPerRow = (k + ACT_BLOCK - 1) / ACT_BLOCK;
     int64_t block = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
@@ -258,20 +291,233 @@ __global__ void k_quantize_activations(const float* x, float* y, int rows, int k
     int col = b * ACT_BLOCK + (threadIdx.x & 31);
     bool valid = col < k;
     int64_t i = (int64_t)row * k + col;
-    float v = valid ? x[i] : 0.f;
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.f;
-    float id = d != 0.f ? 1.f / d : 0.f;
-    if (valid) y[i] = rintf(__fmul_rn(v, id)) * d;
+    quantize_block32(valid ? x[i] : 0.f, valid, i, block, q, qd, qf);
 }
 
-inline void launch_quantize_activations(const float* x, float* y, int rows, int k, cudaStream_t stream)
+inline void launch_quantize(const float* x, int8_t* q, float* qd, float* qf, int rows, int k, cudaStream_t stream)
 {
     int64_t threads = (int64_t)rows * ((k + ACT_BLOCK - 1) / ACT_BLOCK) * 32;
-    k_quantize_activations<<<(unsigned)((threads + 255) / 256), 256, 0, stream>>>(x, y, rows, k);
+    k_quantize<<<(unsigned)((threads + 255) / 256), 256, 0, stream>>>(x, q, qd, qf, rows, k);
 }
 
 inline bool quantizes_activations(int type) { return type == TYPE_INT8 || type == TYPE_Q8_0 || type == TYPE_Q4_0; }
+
+// ---------------------------------------------------------------------------------------------
+// Decode GEMV: one input row, up to three matrices of one type in one launch (rows concatenated: q, k and v share a
+// launch), and the step after the product fused in: the bias, the gate (up·act(gate)), the activation, or the residual
+// add. One warp per output row. The integer types with k a multiple of 256 multiply int8 activations with dp4a
+// (block sums exact, as the CPU kernels' contract); their rows are copied into shared memory with 16-byte loads first,
+// since their 18- and 34-byte blocks are only 2-byte aligned. Other cases use the f32 row dot of k_matmul_rows.
+// ---------------------------------------------------------------------------------------------
+
+enum : int { GEMV_PLAIN = 0, GEMV_GATED = 1, GEMV_ACTIVATE = 2, GEMV_RESIDUAL = 3 };
+
+struct GemvMatrix {
+    const uint8_t* w;
+    const float* bias;
+    float* y;
+    int rows;
+};
+
+struct GemvArgs {
+    GemvMatrix m[3];
+    int count;          // matrices; GATED: m[0] gate, m[1] up, output in m[1].y
+    int k, mode, activation;
+    const float* x;     // f32 input (for the integer types: q·d)
+    const int8_t* xq;   // int8 input and its block scales, for the dp4a path
+    const float* xd;
+    const float* resid; // RESIDUAL: y = resid + ((dot + bias) + extra)
+    const float* extra;
+};
+
+constexpr int GEMV_WARPS = 4, GEMV_CHUNK_BLOCKS = 64;
+
+template <int T>
+__device__ __forceinline__ float row_dot_f32(const uint8_t* __restrict__ w, int row, int rows, int k, const float* __restrict__ x)
+{
+    int lane = threadIdx.x & 31;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int c = lane * 8; c < k; c += 256) {
+        float wv[8];
+        load8<T>(w, row, c, k, rows, wv);
+        const float4* xp = reinterpret_cast<const float4*>(x + c);
+        float4 a = xp[0], b = xp[1];
+        acc += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
+    }
+    return acc;
+}
+
+__device__ __forceinline__ uint32_t word_at(const uint16_t* p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 16); }
+
+// Σ_b Σ q_w·q_x of one planar int8 row (its row scale and the activation scales applied by the caller per block).
+__device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int row, int k, const int8_t* __restrict__ xq,
+                                              const float* __restrict__ xd)
+{
+    int lane = threadIdx.x & 31;
+    const uint4* wr = reinterpret_cast<const uint4*>(w + (int64_t)row * k);
+    float acc = 0.f;
+#pragma unroll 4
+    for (int b = lane; b < k / 32; b += 32) {
+        uint4 w0 = __ldg(wr + 2 * b), w1 = __ldg(wr + 2 * b + 1);
+        const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
+        int4 x0 = xv[0], x1 = xv[1];
+        int s = __dp4a((int)w0.x, x0.x, 0);
+        s = __dp4a((int)w0.y, x0.y, s); s = __dp4a((int)w0.z, x0.z, s); s = __dp4a((int)w0.w, x0.w, s);
+        s = __dp4a((int)w1.x, x1.x, s); s = __dp4a((int)w1.y, x1.y, s); s = __dp4a((int)w1.z, x1.z, s); s = __dp4a((int)w1.w, x1.w, s);
+        acc = fmaf((float)s, xd[b], acc);
+    }
+    return acc;
+}
+
+// The block types: rows A and (when wB is set) B, as one sequence of chunks of GEMV_CHUNK_BLOCKS blocks copied into this
+// warp's shared memory (stage) with 16-byte loads; the next chunk's loads are issued before the current chunk is
+// used, so each lane keeps several loads in flight. acc = Σ_b (weight scale · activation scale) · Σ q_w·q_x.
+template <int T>
+__device__ __forceinline__ void rows_dot_blocks(const uint8_t* __restrict__ wA, int rowA, const uint8_t* __restrict__ wB,
+                                                int rowB, int k, const int8_t* __restrict__ xq, const float* __restrict__ xd,
+                                                uint4* stage, float& accA, float& accB)
+{
+    constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
+    constexpr int perLane = (GEMV_CHUNK_BLOCKS * blockBytes / 16 + 31) / 32;
+    int lane = threadIdx.x & 31;
+    int blocks = k / 32;
+    int chunksPerRow = (blocks + GEMV_CHUNK_BLOCKS - 1) / GEMV_CHUNK_BLOCKS;
+    int total = wB ? 2 * chunksPerRow : chunksPerRow;
+    uint4 next[perLane];
+    auto issue = [&](int c) {
+        bool second = c >= chunksPerRow;
+        int first = (second ? c - chunksPerRow : c) * GEMV_CHUNK_BLOCKS;
+        int chunk = min(GEMV_CHUNK_BLOCKS, blocks - first);  // a multiple of 8, so chunk·blockBytes is of 16
+        const uint8_t* row = second ? wB + (int64_t)rowB * blocks * blockBytes : wA + (int64_t)rowA * blocks * blockBytes;
+        const uint4* src = reinterpret_cast<const uint4*>(row + (int64_t)first * blockBytes);
+        int vectors = chunk * blockBytes / 16;
+#pragma unroll
+        for (int v = 0; v < perLane; v++) {
+            int i = lane + v * 32;
+            if (i < vectors) next[v] = __ldg(src + i);
+        }
+    };
+    accA = 0.f;
+    accB = 0.f;
+    issue(0);
+    for (int c = 0; c < total; c++) {
+        bool second = c >= chunksPerRow;
+        int first = (second ? c - chunksPerRow : c) * GEMV_CHUNK_BLOCKS;
+        int chunk = min(GEMV_CHUNK_BLOCKS, blocks - first);
+        int vectors = chunk * blockBytes / 16;
+#pragma unroll
+        for (int v = 0; v < perLane; v++) {
+            int i = lane + v * 32;
+            if (i < vectors) stage[i] = next[v];
+        }
+        __syncwarp();
+        if (c + 1 < total) issue(c + 1);
+        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(stage);
+        float acc = 0.f;
+        for (int bl = lane; bl < chunk; bl += 32) {
+            const uint16_t* blk = reinterpret_cast<const uint16_t*>(bytes + bl * blockBytes);
+            float wd = __half2float(__ushort_as_half(blk[0]));
+            int b = first + bl;
+            const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
+            int4 x0 = xv[0], x1 = xv[1];
+            int s;
+            if constexpr (T == TYPE_Q8_0) {
+                s = __dp4a((int)word_at(blk + 1), x0.x, 0);
+                s = __dp4a((int)word_at(blk + 3), x0.y, s); s = __dp4a((int)word_at(blk + 5), x0.z, s);
+                s = __dp4a((int)word_at(blk + 7), x0.w, s); s = __dp4a((int)word_at(blk + 9), x1.x, s);
+                s = __dp4a((int)word_at(blk + 11), x1.y, s); s = __dp4a((int)word_at(blk + 13), x1.z, s);
+                s = __dp4a((int)word_at(blk + 15), x1.w, s);
+            } else {
+                // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble), each + 8.
+                const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                s = 0;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    uint32_t word = word_at(blk + 1 + 2 * j);
+                    s = __dp4a((int)__vsub4(word & 0x0F0F0F0Fu, 0x08080808u), xs[j], s);
+                    s = __dp4a((int)__vsub4((word >> 4) & 0x0F0F0F0Fu, 0x08080808u), xs[4 + j], s);
+                }
+            }
+            acc = fmaf((float)s, wd * xd[b], acc);
+        }
+        if (second) accB += acc;
+        else accA += acc;
+        __syncwarp();
+    }
+}
+
+// Warp-reduced dot products of row rowA of wA and (when wB is set) row rowB of wB with the input.
+template <int T, bool INT>
+__device__ __forceinline__ void gemv_dots(const GemvArgs& a, const uint8_t* wA, int rowA, int rowsA, const uint8_t* wB, int rowB,
+                                          int rowsB, uint4* stage, float& dA, float& dB)
+{
+    dB = 0.f;
+    if constexpr (INT && T == TYPE_INT8) {
+        dA = warp_sum(row_dot_int8(wA, rowA, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(wA + (int64_t)rowsA * a.k) + rowA);
+        if (wB) dB = warp_sum(row_dot_int8(wB, rowB, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(wB + (int64_t)rowsB * a.k) + rowB);
+    } else if constexpr (INT) {
+        rows_dot_blocks<T>(wA, rowA, wB, rowB, a.k, a.xq, a.xd, stage, dA, dB);
+        dA = warp_sum(dA);
+        if (wB) dB = warp_sum(dB);
+    } else {
+        dA = warp_sum(row_dot_f32<T>(wA, rowA, rowsA, a.k, a.x));
+        if (wB) dB = warp_sum(row_dot_f32<T>(wB, rowB, rowsB, a.k, a.x));
+    }
+}
+
+template <int T, bool INT>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
+{
+    __shared__ uint4 stages[INT ? GEMV_WARPS * GEMV_CHUNK_BLOCKS * 34 / 16 : 1];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    uint4* stage = stages + (INT ? warp * (GEMV_CHUNK_BLOCKS * 34 / 16) : 0);
+    int row = blockIdx.x * GEMV_WARPS + warp;
+    if (a.mode == GEMV_GATED) {
+        if (row >= a.m[1].rows) return;
+        float gate, up;
+        gemv_dots<T, INT>(a, a.m[0].w, row, a.m[0].rows, a.m[1].w, row, a.m[1].rows, stage, gate, up);
+        if (lane == 0) a.m[1].y[row] = (up + (a.m[1].bias ? a.m[1].bias[row] : 0.f)) * activate(a.activation, gate);
+        return;
+    }
+    int mi = 0;
+    while (mi < a.count && row >= a.m[mi].rows) row -= a.m[mi++].rows;
+    if (mi >= a.count) return;
+    const GemvMatrix& m = a.m[mi];
+    float v, unused;
+    gemv_dots<T, INT>(a, m.w, row, m.rows, nullptr, 0, 0, stage, v, unused);
+    v += m.bias ? m.bias[row] : 0.f;
+    if (lane != 0) return;
+    if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
+    else if (a.mode == GEMV_RESIDUAL) v = a.resid[row] + (a.extra ? v + a.extra[row] : v);
+    m.y[row] = v;
+}
+
+// dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
+inline bool gemv_uses_int(int type, int k) { return quantizes_activations(type) && k % 256 == 0; }
+
+template <int T>
+inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
+{
+    int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
+    if (gemv_uses_int(T, a.k)) k_gemv<T, true><<<blocks, GEMV_WARPS * 32, 0, stream>>>(a);
+    else k_gemv<T, false><<<blocks, GEMV_WARPS * 32, 0, stream>>>(a);
+}
+
+inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)
+{
+    int rows = 0;
+    if (a.mode == GEMV_GATED) rows = a.m[1].rows;
+    else for (int i = 0; i < a.count; i++) rows += a.m[i].rows;
+    switch (type) {
+    case TYPE_F32: launch_gemv_typed<TYPE_F32>(a, rows, stream); break;
+    case TYPE_F16: launch_gemv_typed<TYPE_F16>(a, rows, stream); break;
+    case TYPE_BF16: launch_gemv_typed<TYPE_BF16>(a, rows, stream); break;
+    case TYPE_INT8: launch_gemv_typed<TYPE_INT8>(a, rows, stream); break;
+    case TYPE_Q8_0: launch_gemv_typed<TYPE_Q8_0>(a, rows, stream); break;
+    default: launch_gemv_typed<TYPE_Q4_0>(a, rows, stream); break;
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Embedding lookup (rows decoded from any stored type) times Gemma's √hidden (1 otherwise).
@@ -310,85 +556,106 @@ inline void launch_embed(const int32_t* tokens, int n, const uint8_t* e, int typ
 // ---------------------------------------------------------------------------------------------
 
 __global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
-                       int heads, int kind, float eps)
+                       int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
 {
     __shared__ float shared32[32];
     const float* xr = x + (int64_t)blockIdx.x * h;
     float* yr = y + (int64_t)blockIdx.x * h;
     const float* wr = w + (heads > 0 ? (int64_t)(blockIdx.x % heads) * h : 0);
+    float mean = 0.f, inv;
     if (kind == NORM_LAYER) {
         float s = 0.f;
+#pragma unroll 4
         for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i];
-        float mean = block_sum(s, shared32) / h;
+        mean = block_sum(s, shared32) / h;
         float v = 0.f;
+#pragma unroll 4
         for (int i = threadIdx.x; i < h; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
-        float inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
-        for (int i = threadIdx.x; i < h; i += blockDim.x) yr[i] = (xr[i] - mean) * inv * wr[i] + (b ? b[i] : 0.f);
+        inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
     } else {
         float s = 0.f;
+#pragma unroll 4
         for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i] * xr[i];
-        float inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
-        bool plusOne = kind == NORM_RMS_PLUS_ONE;
-        for (int i = threadIdx.x; i < h; i += blockDim.x) yr[i] = xr[i] * inv * (plusOne ? 1.f + wr[i] : wr[i]);
+        inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
+    }
+    // Whole warps walk the row so that a warp holds one block of 32 when the output is also quantized.
+    int lane = threadIdx.x & 31;
+    for (int base = threadIdx.x - lane; base < h; base += blockDim.x) {
+        int i = base + lane;
+        bool valid = i < h;
+        float v = 0.f;
+        if (valid) {
+            v = kind == NORM_LAYER ? (xr[i] - mean) * inv * wr[i] + (b ? b[i] : 0.f)
+              : xr[i] * inv * (kind == NORM_RMS_PLUS_ONE ? 1.f + wr[i] : wr[i]);
+            yr[i] = v;
+        }
+        if (q) {
+            int64_t blocksPerRow = (h + ACT_BLOCK - 1) / ACT_BLOCK;
+            quantize_block32(v, valid, (int64_t)blockIdx.x * h + i, blockIdx.x * blocksPerRow + base / ACT_BLOCK, q, qd, qf);
+        }
     }
 }
 
+// With q set (and h a multiple of 32 or not), also writes the quantized output as k_quantize does.
 inline void launch_norm(const float* x, float* y, const float* w, const float* b, int rows, int h, int heads, int kind,
-                        float eps, cudaStream_t stream)
+                        float eps, cudaStream_t stream, int8_t* q = nullptr, float* qd = nullptr, float* qf = nullptr)
 {
-    int threads = h >= 1024 ? 256 : h >= 256 ? 128 : 32;
-    k_norm<<<rows, threads, 0, stream>>>(x, y, w, b, h, heads, kind, eps);
+    // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
+    int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
+    k_norm<<<rows, threads, 0, stream>>>(x, y, w, b, h, heads, kind, eps, q, qd, qf);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rotary embedding (rotate-half convention) on the first 2·half dims of every q and k head, at positions
-// *pos0 + t. The angle is an f32 product as in transformers; its cos and sin are taken in double.
+// Rotary embedding (rotate-half convention) on the first 2·half dims of every q and k head at positions *pos0 + t,
+// then the token's keys and values appended to the cache. cos and sin come from a table of every position, made
+// once per sequence: the angle is an f32 product as in transformers, its cos and sin taken in double.
 // ---------------------------------------------------------------------------------------------
 
-__global__ void k_rope(float* q, float* k, int heads, int kvHeads, int d, int half, const int32_t* pos0,
-                       const float* __restrict__ invFreq)
+__global__ void k_rope_table(float* cosTable, float* sinTable, int positions, int half, const float* __restrict__ invFreq)
+{
+    int64_t count = (int64_t)positions * half;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < count; idx += (int64_t)gridDim.x * blockDim.x) {
+        float angle = __fmul_rn((float)(idx / half), invFreq[idx % half]);
+        cosTable[idx] = (float)cos((double)angle);
+        sinTable[idx] = (float)sin((double)angle);
+    }
+}
+
+inline void launch_rope_table(float* cosTable, float* sinTable, int positions, int half, const float* invFreq, cudaStream_t stream)
+{
+    k_rope_table<<<grid_for((int64_t)positions * half, 256), 256, 0, stream>>>(cosTable, sinTable, positions, half, invFreq);
+}
+
+// Block t: rotates token t's q and k heads (half may be 0: ALiBi), then stores its k and v rows in the cache.
+__global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, float* kc, float* vc, int heads, int kvHeads,
+                             int d, int half, const int32_t* pos0, const float* __restrict__ cosTable,
+                             const float* __restrict__ sinTable)
 {
     int t = blockIdx.x;
-    float position = (float)(*pos0 + t);
+    int pos = *pos0 + t;
+    const float* cs = cosTable + (int64_t)pos * half;
+    const float* sn = sinTable + (int64_t)pos * half;
+#pragma unroll 4
     for (int idx = threadIdx.x; idx < (heads + kvHeads) * half; idx += blockDim.x) {
         int head = idx / half, i = idx % half;
-        float angle = __fmul_rn(position, invFreq[i]);
-        float c = (float)cos((double)angle), s = (float)sin((double)angle);
+        float c = cs[i], s = sn[i];
         float* base = head < heads ? q + ((int64_t)t * heads + head) * d : k + ((int64_t)t * kvHeads + head - heads) * d;
         float x1 = base[i], x2 = base[i + half];
         base[i] = x1 * c - x2 * s;
         base[i + half] = x2 * c + x1 * s;
     }
-}
-
-inline void launch_rope(float* q, float* k, int n, int heads, int kvHeads, int d, int half, const int32_t* pos0,
-                        const float* invFreq, cudaStream_t stream)
-{
-    k_rope<<<n, 128, 0, stream>>>(q, k, heads, kvHeads, d, half, pos0, invFreq);
-}
-
-// Appends n rows of keys and values at position *pos0.
-__global__ void k_kv_store(const float* __restrict__ k, const float* __restrict__ v, float* kc, float* vc,
-                           int64_t count, int kvDim, const int32_t* pos0)
-{
-    int64_t offset = (int64_t)(*pos0) * kvDim;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
-        kc[offset + i] = k[i];
-        vc[offset + i] = v[i];
+    __syncthreads();
+    int kvDim = kvHeads * d;
+    for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
+        kc[(int64_t)pos * kvDim + i] = k[(int64_t)t * kvDim + i];
+        vc[(int64_t)pos * kvDim + i] = v[(int64_t)t * kvDim + i];
     }
 }
 
-inline int grid_for(int64_t count, int threads)
+inline void launch_rope_store(float* q, float* k, const float* v, float* kc, float* vc, int n, int heads, int kvHeads, int d,
+                              int half, const int32_t* pos0, const float* cosTable, const float* sinTable, cudaStream_t stream)
 {
-    int64_t blocks = (count + threads - 1) / threads;
-    return (int)(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
-}
-
-inline void launch_kv_store(const float* k, const float* v, float* kc, float* vc, int n, int kvDim, const int32_t* pos0,
-                            cudaStream_t stream)
-{
-    int64_t count = (int64_t)n * kvDim;
-    k_kv_store<<<grid_for(count, 256), 256, 0, stream>>>(k, v, kc, vc, count, kvDim, pos0);
+    k_rope_store<<<n, 512, 0, stream>>>(q, k, v, kc, vc, heads, kvHeads, d, half, pos0, cosTable, sinTable);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,112 +727,211 @@ inline void launch_attention(const float* q, const float* kc, const float* vc, f
                                                                                     window, scale, cap, slopes);
 }
 
-// Decode (one query) splits the key range across blocks so a long cache is read by many SMs at once: block
-// (head, split) handles keys firstKey + split·ATTN_CHUNK … and writes its running max, its sum of exponentials
-// and its unnormalized weighted values; k_attention_combine merges the splits. The split count is fixed by the
-// capacity (a captured graph replays at every position); splits past the current position write an empty part.
-constexpr int ATTN_CHUNK = 64, ATTN_SPLIT_THREADS = 128;
+// Decode (one query) splits the key range across blocks so a long cache is read by many SMs at once, and one block
+// serves every query head of a KV group, so each key and value row is read once: block (group, split) handles keys
+// firstKey + split·ATTN_CHUNK … and writes, per head, its max score, its sum of exponentials and its unnormalized
+// weighted values; k_attention_combine merges the splits. The split count is fixed by the capacity (a captured
+// graph replays at every position); splits past the current position write empty parts. Every phase issues all
+// of its loads before using them: a block is latency-bound, not bandwidth-bound, otherwise.
+// The scores phase maps lanes to keys and the 8 warps to eighths of the head dims: ATTN_CHUNK is 32, the threads 256.
+constexpr int ATTN_CHUNK = 32, ATTN_SPLIT_THREADS = 256, ATTN_HEADS_AT_ONCE = 8, ATTN_MAX_HEAD_DIM = 1024;
+
+__device__ __forceinline__ float attention_score(float dot, float slope, int key, float scale, float cap)
+{
+    float score = __fmul_rn(__fadd_rn(dot, __fmul_rn(slope, (float)key)), scale);
+    return cap > 0.f ? cap * tanhf(score / cap) : score;
+}
+
+// Per head h: partial + h·part_stride holds [splits] maxima, [splits] sums, then (16-byte aligned) [splits][d] values.
+__host__ __device__ __forceinline__ int64_t part_values(int splits) { return (2 * splits + 3) & ~3; }
+__host__ __device__ __forceinline__ int64_t part_stride(int splits, int d) { return part_values(splits) + (int64_t)splits * d; }
+
+// Shared memory: q of the group's heads, their scores, and the value sums of the key groups before they are added.
+__host__ __device__ __forceinline__ size_t attention_split_floats(int group, int d)
+{
+    return (size_t)group * d + (size_t)group * ATTN_CHUNK + (size_t)ATTN_SPLIT_THREADS * 4 * ATTN_HEADS_AT_ONCE;
+}
 
 __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const float* __restrict__ q,
     const float* __restrict__ kc, const float* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
     int d, const int32_t* pos0, int window, float scale, float cap, const float* __restrict__ slopes)
 {
-    extern __shared__ float smem[];
-    __shared__ float shared32[32];
-    float* qs = smem;
-    float* scores = smem + d;
-    int hd = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    int g = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    int group = heads / kvHeads, h0 = g * group;
+    float* qs = smem;                                  // [group][d]
+    float* scores = qs + (int64_t)group * d;           // [group][ATTN_CHUNK]
+    float4* sums = reinterpret_cast<float4*>(scores + (int64_t)group * ATTN_CHUNK);  // [key group][8 heads][d / 4]
     int pos = *pos0;
     int firstKey = window > 0 ? max(0, pos - window + 1) : 0;
     int begin = firstKey + split * ATTN_CHUNK, end = min(pos + 1, begin + ATTN_CHUNK);
     int count = end - begin;
-    // partial layout per head: [splits] max, [splits] sum, [splits][d] values
-    float* pmax = partial + (int64_t)hd * splits * (d + 2);
-    float* psum = pmax + splits;
-    float* pval = psum + splits + (int64_t)split * d;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (count <= 0) {
-        if (threadIdx.x == 0) { pmax[split] = -INFINITY; psum[split] = 0.f; }
-        for (int i = threadIdx.x; i < d; i += blockDim.x) pval[i] = 0.f;
+        for (int h = h0; h < h0 + group; h++) {
+            float* pm = partial + h * part_stride(splits, d);
+            if (threadIdx.x == 0) { pm[split] = -INFINITY; pm[splits + split] = 0.f; }
+            for (int i = threadIdx.x; i < d; i += blockDim.x) pm[part_values(splits) + (int64_t)split * d + i] = 0.f;
+        }
         return;
     }
-    int g = hd / (heads / kvHeads);
-    int kvDim = kvHeads * d;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) qs[i] = q[(int64_t)hd * d + i];
+    int kvDim = kvHeads * d, d4 = d / 4;
+    const float4* q4 = reinterpret_cast<const float4*>(q + (int64_t)h0 * d);
+#pragma unroll 4
+    for (int i = threadIdx.x; i < group * d4; i += blockDim.x) reinterpret_cast<float4*>(qs)[i] = q4[i];
     __syncthreads();
-    float slope = slopes ? slopes[hd] : 0.f;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    for (int j = warp; j < count; j += warps) {
-        int key = begin + j;
-        const float* kr = kc + (int64_t)key * kvDim + (int64_t)g * d;
-        float dot = 0.f;
-        for (int i = lane; i < d; i += 32) dot += qs[i] * kr[i];
-        dot = warp_sum(dot);
+
+    // Scores: lane j takes key j of the chunk and warp w the w-th eighth of the head dims, so every load of a lane is
+    // independent and no warp reduction is needed; the eight warps' partial dots meet in shared memory.
+    {
+        int slice = d / 8, from = warp * slice;
+        int j = min(lane, count - 1);  // lanes past the end read a valid row; their scores are never used
+        const float* kr = kc + (int64_t)(begin + j) * kvDim + (int64_t)g * d + from;
+        for (int hb = 0; hb < group; hb += ATTN_HEADS_AT_ONCE) {
+            float dots[ATTN_HEADS_AT_ONCE];
+#pragma unroll
+            for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) dots[hh] = 0.f;
+            if (slice % 4 == 0) {
+#pragma unroll 8
+                for (int i = 0; i < slice; i += 4) {
+                    float4 kv = *reinterpret_cast<const float4*>(kr + i);
+#pragma unroll
+                    for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) {
+                        if (hb + hh < group) {
+                            float4 qv = *reinterpret_cast<const float4*>(qs + (hb + hh) * d + from + i);
+                            dots[hh] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+                        }
+                    }
+                }
+            } else {
+#pragma unroll 8
+                for (int i = 0; i < slice; i++) {
+                    float kv = kr[i];
+#pragma unroll
+                    for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++)
+                        if (hb + hh < group) dots[hh] += qs[(hb + hh) * d + from + i] * kv;
+                }
+            }
+            float* red = reinterpret_cast<float*>(sums);  // [warp][8 heads][32 keys]
+#pragma unroll
+            for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) red[(warp * ATTN_HEADS_AT_ONCE + hh) * 32 + lane] = dots[hh];
+            __syncthreads();
+            // Thread (head, key) adds the eight slices in order.
+            int hh = threadIdx.x / 32, key = threadIdx.x % 32;
+            if (hb + hh < group && key < count) {
+                float dot = 0.f;
+#pragma unroll
+                for (int w = 0; w < 8; w++) dot += red[(w * ATTN_HEADS_AT_ONCE + hh) * 32 + key];
+                scores[(hb + hh) * ATTN_CHUNK + key] = attention_score(dot, slopes ? slopes[h0 + hb + hh] : 0.f, begin + key, scale, cap);
+            }
+            __syncthreads();
+        }
+    }
+    // Softmax pieces: a warp per head.
+    for (int hh = warp; hh < group; hh += blockDim.x >> 5) {
+        float* sc = scores + hh * ATTN_CHUNK;
+        float m = -INFINITY;
+        for (int j = lane; j < count; j += 32) m = fmaxf(m, sc[j]);
+        m = warp_max(m);
+        float sum = 0.f;
+        for (int j = lane; j < count; j += 32) { float e = expf(sc[j] - m); sc[j] = e; sum += e; }
+        sum = warp_sum(sum);
         if (lane == 0) {
-            float score = __fmul_rn(__fadd_rn(dot, __fmul_rn(slope, (float)key)), scale);
-            scores[j] = cap > 0.f ? cap * tanhf(score / cap) : score;
+            float* pm = partial + (h0 + hh) * part_stride(splits, d);
+            pm[split] = m;
+            pm[splits + split] = sum;
         }
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < count; j += blockDim.x) m = fmaxf(m, scores[j]);
-    m = block_max(m, shared32);
-    float s = 0.f;
-    for (int j = threadIdx.x; j < count; j += blockDim.x) { float e = expf(scores[j] - m); scores[j] = e; s += e; }
-    s = block_sum(s, shared32);
-    if (threadIdx.x == 0) { pmax[split] = m; psum[split] = s; }
-    const float* vbase = vc + (int64_t)begin * kvDim + (int64_t)g * d;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-        float acc = 0.f;
-        for (int j = 0; j < count; j++) acc += scores[j] * vbase[(int64_t)j * kvDim + i];
-        pval[i] = acc;
+    // Values: thread t takes the 4-float column t mod d/4 of the keys kg, kg + groups, … (kg = t div d/4), for 8
+    // heads at once; the key groups' sums meet in shared memory.
+    int keyGroups = blockDim.x / d4, col = threadIdx.x % d4, kg = threadIdx.x / d4;
+    const float4* vbase = reinterpret_cast<const float4*>(vc + (int64_t)begin * kvDim + (int64_t)g * d);
+    int rowStride = kvDim / 4;
+    for (int hb = 0; hb < group; hb += ATTN_HEADS_AT_ONCE) {
+        float4 acc[ATTN_HEADS_AT_ONCE];
+#pragma unroll
+        for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) acc[hh] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (kg < keyGroups) {
+#pragma unroll 8
+            for (int j = kg; j < count; j += keyGroups) {
+                float4 v = vbase[(int64_t)j * rowStride + col];
+#pragma unroll
+                for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) {
+                    if (hb + hh < group) {
+                        float e = scores[(hb + hh) * ATTN_CHUNK + j];
+                        acc[hh].x += e * v.x; acc[hh].y += e * v.y; acc[hh].z += e * v.z; acc[hh].w += e * v.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) sums[((int64_t)kg * ATTN_HEADS_AT_ONCE + hh) * d4 + col] = acc[hh];
+        }
+        __syncthreads();
+        for (int item = threadIdx.x; item < ATTN_HEADS_AT_ONCE * d4; item += blockDim.x) {
+            int hh = item / d4, c = item % d4;
+            if (hb + hh >= group) continue;
+            float4 total = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int k2 = 0; k2 < keyGroups; k2++) {
+                float4 p = sums[((int64_t)k2 * ATTN_HEADS_AT_ONCE + hh) * d4 + c];
+                total.x += p.x; total.y += p.y; total.z += p.z; total.w += p.w;
+            }
+            float* pv = partial + (h0 + hb + hh) * part_stride(splits, d) + part_values(splits) + (int64_t)split * d + 4 * c;
+            *reinterpret_cast<float4*>(pv) = total;
+        }
+        __syncthreads();
     }
 }
 
 __global__ void k_attention_combine(const float* __restrict__ partial, float* __restrict__ out, int d, int splits)
 {
+    extern __shared__ float weights[];  // [splits]
+    __shared__ float shared32[32];
     int hd = blockIdx.x;
-    const float* pmax = partial + (int64_t)hd * splits * (d + 2);
+    const float* pmax = partial + hd * part_stride(splits, d);
     const float* psum = pmax + splits;
-    const float* pval = psum + splits;
+    const float* pval = pmax + part_values(splits);
     float m = -INFINITY;
-    for (int s = 0; s < splits; s++) m = fmaxf(m, pmax[s]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, pmax[s]);
+    m = block_max(m, shared32);
     float total = 0.f;
-    for (int s = 0; s < splits; s++) total += psum[s] * expf(pmax[s] - m);  // empty splits: 0 · exp(−inf) = 0
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        float w = expf(pmax[s] - m);  // empty splits: exp(−inf) = 0
+        weights[s] = w;
+        total += psum[s] * w;
+    }
+    total = block_sum(total, shared32);  // its barriers also publish the weights
     float inv = 1.f / total;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float acc = 0.f;
-        for (int s = 0; s < splits; s++) {
-            float w = expf(pmax[s] - m);
-            acc += pval[(int64_t)s * d + i] * w;
-        }
+#pragma unroll 8
+        for (int s = 0; s < splits; s++) acc += pval[(int64_t)s * d + i] * weights[s];
         out[(int64_t)hd * d + i] = acc * inv;
     }
 }
 
 inline int attention_splits(int maxKeys) { return (maxKeys + ATTN_CHUNK - 1) / ATTN_CHUNK; }
-inline size_t attention_partial_floats(int heads, int d, int maxKeys) { return (size_t)heads * attention_splits(maxKeys) * (d + 2); }
-inline size_t attention_split_shared_bytes(int d) { return (size_t)(d + ATTN_CHUNK) * sizeof(float); }
+inline size_t attention_partial_floats(int heads, int d, int maxKeys) { return (size_t)heads * part_stride(attention_splits(maxKeys), d); }
+inline size_t attention_split_shared_bytes(int heads, int kvHeads, int d)
+{
+    return attention_split_floats(heads / kvHeads, d) * sizeof(float);
+}
 
 inline void launch_attention_decode(const float* q, const float* kc, const float* vc, float* out, float* partial, int heads,
                                     int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
                                     const float* slopes, int maxKeys, cudaStream_t stream)
 {
     int splits = attention_splits(maxKeys);
-    k_attention_split<<<dim3(heads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(d), stream>>>(
+    k_attention_split<<<dim3(kvHeads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(heads, kvHeads, d), stream>>>(
         q, kc, vc, partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
-    k_attention_combine<<<heads, 128, 0, stream>>>(partial, out, d, splits);
+    k_attention_combine<<<heads, 128, splits * sizeof(float), stream>>>(partial, out, d, splits);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise: activation (gated: up · act(gate)), residual add, soft-capping.
 // ---------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ float activate(int activation, float x)
-{
-    if (activation == ACT_SILU) return x / (1.f + expf(-x));
-    if (activation == ACT_GELU_TANH) return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    return (float)(0.5 * (double)x * (1.0 + erf((double)x / 1.4142135623730951)));
-}
 
 __global__ void k_activate(float* up, const float* __restrict__ gate, int64_t count, int activation)
 {

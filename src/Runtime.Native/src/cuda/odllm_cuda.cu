@@ -137,7 +137,10 @@ struct odllm_cuda_sequence {
     int rows = 0, logit_rows = 0;
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *att_out = nullptr;
     float *up = nullptr, *gate = nullptr, *ffn_out = nullptr, *logits = nullptr;
-    float* xq = nullptr;  // quantized activations for the integer weight types
+    // The current matrix input quantized for the integer weight types: int8 values, block scales, q·d in f32.
+    int8_t* xq8 = nullptr;
+    float *xqd = nullptr, *xqf = nullptr;
+    float *rope_cos = nullptr, *rope_sin = nullptr;  // [capacity][rotary_dim / 2]
     int32_t* d_io = nullptr;  // [0] = pos0, [1…] = tokens
     int32_t* h_io = nullptr;  // pinned mirror of d_io
     float* h_logits = nullptr;  // pinned
@@ -150,15 +153,19 @@ struct odllm_cuda_sequence {
         if (graph) cudaGraphExecDestroy(graph);
         cudaFree(kv);
         cudaFree(partial);
+        cudaFree(rope_cos);
+        cudaFree(rope_sin);
         if (stream) cudaStreamDestroy(stream);
     }
 
     void release_buffers()
     {
-        for (float* p : {x, xn, q, k, v, att, att_out, up, gate, ffn_out, xq}) cudaFree(p);
+        for (float* p : {x, xn, q, k, v, att, att_out, up, gate, ffn_out, xqd, xqf}) cudaFree(p);
+        cudaFree(xq8);
         cudaFree(d_io);
         cudaFreeHost(h_io);
-        x = xn = q = k = v = att = att_out = up = gate = ffn_out = xq = nullptr;
+        x = xn = q = k = v = att = att_out = up = gate = ffn_out = xqd = xqf = nullptr;
+        xq8 = nullptr;
         d_io = nullptr; h_io = nullptr;
         rows = 0;
     }
@@ -188,8 +195,10 @@ struct odllm_cuda_sequence {
             int64_t h = c.hidden, qd = (int64_t)c.heads * c.head_dim, kvd = (int64_t)c.kv_heads * c.head_dim, f = c.ffn;
             int64_t widest = std::max(std::max(h, qd), f);
             struct { float** p; int64_t per; } plan[] = {{&x, h}, {&xn, h}, {&att_out, h}, {&ffn_out, h}, {&q, qd}, {&att, qd},
-                                                         {&k, kvd}, {&v, kvd}, {&up, f}, {&gate, f}, {&xq, widest}};
+                                                         {&k, kvd}, {&v, kvd}, {&up, f}, {&gate, f}, {&xqf, widest},
+                                                         {&xqd, widest / ACT_BLOCK + 1}};
             for (auto& b : plan) CK(cudaMalloc(reinterpret_cast<void**>(b.p), (size_t)(b.per * n * 4)), "cudaMalloc of activations");
+            CK(cudaMalloc(reinterpret_cast<void**>(&xq8), (size_t)(widest * n)), "cudaMalloc of activations");
             CK(cudaMalloc(reinterpret_cast<void**>(&d_io), (size_t)(n + 1) * 4), "cudaMalloc of token ids");
             CK(cudaMallocHost(reinterpret_cast<void**>(&h_io), (size_t)(n + 1) * 4), "cudaMallocHost of token ids");
             rows = n;
@@ -205,89 +214,155 @@ struct odllm_cuda_sequence {
         return ODLLM_CUDA_OK;
     }
 
-    void linear(const float* in, int n, const Matrix& w, const float* bias, float* out)
+    // A matrix input: f32 values, and whether xq8/xqd/xqf hold their quantized copy (written by the producer).
+    struct Input {
+        const float* f;
+        bool quantized;
+    };
+
+    static bool needs_int(const Matrix& w) { return w.data && quantizes_activations(w.type); }
+
+    void quantize_for(Input& in, int n, int k)
     {
-        if (quantizes_activations(w.type)) {
-            launch_quantize_activations(in, xq, n, w.cols, stream);
-            in = xq;
-        }
-        launch_matmul(in, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+        if (in.quantized) return;
+        launch_quantize(in.f, xq8, xqd, xqf, n, k, stream);
+        in.quantized = true;
     }
 
-    void norm_rows(const float* in, const float* w, const float* b, float* out, int n)
-    {
-        launch_norm(in, out, w, b, n, model->c.hidden, 0, model->c.norm_kind, model->c.norm_eps, stream);
-    }
-
-    void feed_forward(const Layer& w, const float* in, int n)
+    Input norm_rows(const float* in, const float* w, const float* b, float* out, int n, bool quantize)
     {
         const auto& c = model->c;
-        linear(in, n, w.up, w.bup, up);
+        launch_norm(in, out, w, b, n, c.hidden, 0, c.norm_kind, c.norm_eps, stream, quantize ? xq8 : nullptr, xqd, xqf);
+        return {out, quantize};
+    }
+
+    // One launch over up to three matrices of one type sharing the input (decode only, n = 1).
+    void gemv(Input& in, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
+              std::initializer_list<float*> outs, int mode, const float* resid = nullptr, const float* extra = nullptr)
+    {
+        const Matrix& w0 = **ms.begin();
+        bool integer = needs_int(w0);
+        if (integer) quantize_for(in, 1, w0.cols);
+        GemvArgs a{};
+        int i = 0;
+        for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
+        i = 0;
+        for (const float* b : biases) a.m[i++].bias = b;
+        i = 0;
+        for (float* y : outs) a.m[i++].y = y;
+        a.count = (int)ms.size();
+        a.k = w0.cols;
+        a.mode = mode;
+        a.activation = model->c.activation;
+        a.x = integer ? xqf : in.f;
+        a.xq = xq8;
+        a.xd = xqd;
+        a.resid = resid;
+        a.extra = extra;
+        launch_gemv(a, w0.type, stream);
+    }
+
+    // out = in·Wᵀ + bias for n rows: the decode GEMV for one row, the tiled kernel otherwise.
+    void project(Input& in, int n, const Matrix& w, const float* bias, float* out)
+    {
+        if (n == 1) { gemv(in, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
+        if (needs_int(w)) quantize_for(in, n, w.cols);
+        launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+    }
+
+    // up ← act(gate(x)) · up(x) (or act(up(x))), one fused launch when decoding.
+    void feed_forward(const Layer& w, Input& in, int n)
+    {
+        const auto& c = model->c;
+        if (n == 1 && !w.gate.data) { gemv(in, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return; }
+        if (n == 1 && w.gate.type == w.up.type) { gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED); return; }
+        project(in, n, w.up, w.bup, up);
         if (w.gate.data) {
-            linear(in, n, w.gate, nullptr, gate);
+            project(in, n, w.gate, nullptr, gate);
             launch_activate(up, gate, (int64_t)n * c.ffn, c.activation, stream);
         } else {
             launch_activate(up, nullptr, (int64_t)n * c.ffn, c.activation, stream);
         }
-        linear(up, n, w.down, w.bdown, ffn_out);
     }
 
     // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits
-    // copied to h_logits. Everything it launches reads positions from device memory, so a capture replays.
+    // copied to h_logits. Everything it launches reads positions from device memory, so a capture replays. One-token
+    // steps fuse the residual adds and the gate into the products; the arithmetic per element is the same.
     void enqueue(int n, bool allPositions)
     {
         const auto& c = model->c;
-        int h = c.hidden, d = c.head_dim, kvDim = c.kv_heads * d;
+        int h = c.hidden, d = c.head_dim;
         const int32_t* pos0 = d_io;
         const int32_t* tokens = d_io + 1;
+        bool decode = n == 1;
         cudaMemcpyAsync(d_io, h_io, (size_t)(n + 1) * 4, cudaMemcpyHostToDevice, stream);
         const Matrix& e = model->embedding;
         launch_embed(tokens, n, e.data, e.type, e.rows, e.cols, c.embed_scale, x, stream);
         int64_t hn = (int64_t)n * h;
         for (int l = 0; l < c.layers; l++) {
             const Layer& w = model->layers[l];
-            norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n);
-            linear(xn, n, w.wq, w.bq, q);
-            linear(xn, n, w.wk, w.bk, k);
-            linear(xn, n, w.wv, w.bv, v);
+            bool ffnInt = needs_int(w.up) || needs_int(w.gate);
+            Input xin = norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n, needs_int(w.wq) || needs_int(w.wk) || needs_int(w.wv));
+            if (decode && w.wq.type == w.wk.type && w.wk.type == w.wv.type) {
+                gemv(xin, {&w.wq, &w.wk, &w.wv}, {w.bq, w.bk, w.bv}, {q, k, v}, GEMV_PLAIN);
+            } else {
+                project(xin, n, w.wq, w.bq, q);
+                project(xin, n, w.wk, w.bk, k);
+                project(xin, n, w.wv, w.bv, v);
+            }
             if (w.q_norm) launch_norm(q, q, w.q_norm, nullptr, n * c.heads, d, c.heads, NORM_LAYER, c.norm_eps, stream);
             if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
-            if (c.rotary_dim > 0) launch_rope(q, k, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, model->inv_freq, stream);
-            launch_kv_store(k, v, keys(l), values(l), n, kvDim, pos0, stream);
+            launch_rope_store(q, k, v, keys(l), values(l), n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos, rope_sin, stream);
             int window = w.sliding ? c.sliding_window : 0;
-            if (n == 1)
+            if (decode)
                 launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                         c.attn_softcap, model->alibi_slopes, max_keys, stream);
             else
                 launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                  c.attn_softcap, model->alibi_slopes, max_keys, stream);
-            linear(att, n, w.wo, w.bo, att_out);
+            Input ain{att, false};
             switch (c.layout) {
-            case 0: // sequential
-                launch_add(x, att_out, x, hn, stream);
-                norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n);
-                feed_forward(w, xn, n);
-                launch_add(x, ffn_out, x, hn, stream);
+            case 0: { // sequential: x += o(att); x += ffn(ffn_norm(x))
+                if (decode) gemv(ain, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
+                else { project(ain, n, w.wo, w.bo, att_out); launch_add(x, att_out, x, hn, stream); }
+                Input fin = norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt);
+                feed_forward(w, fin, n);
+                Input uin{up, false};
+                if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
+                else { project(uin, n, w.down, w.bdown, ffn_out); launch_add(x, ffn_out, x, hn, stream); }
                 break;
-            case 1: // parallel: one shared norm, or a separate MLP norm (Falcon-40B)
-                if (w.ffn_norm) norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n);
-                feed_forward(w, xn, n);
-                launch_add(ffn_out, att_out, ffn_out, hn, stream);
-                launch_add(x, ffn_out, x, hn, stream);
+            }
+            case 1: { // parallel: x += ffn(norm(x)) + o(att), with one shared norm or a separate MLP norm (Falcon-40B)
+                project(ain, n, w.wo, w.bo, att_out);
+                // Without an MLP norm the attention norm's output is reused; its quantized copy was overwritten by att's.
+                Input fin = w.ffn_norm ? norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt) : Input{xn, false};
+                feed_forward(w, fin, n);
+                Input uin{up, false};
+                if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, att_out);
+                else {
+                    project(uin, n, w.down, w.bdown, ffn_out);
+                    launch_add(ffn_out, att_out, ffn_out, hn, stream);
+                    launch_add(x, ffn_out, x, hn, stream);
+                }
                 break;
-            default: // sandwich
-                norm_rows(att_out, w.post_attn_norm, nullptr, att_out, n);
+            }
+            default: { // sandwich: x += post_norm(o(att)); x += post_norm(ffn(ffn_norm(x)))
+                project(ain, n, w.wo, w.bo, att_out);
+                norm_rows(att_out, w.post_attn_norm, nullptr, att_out, n, false);
                 launch_add(x, att_out, x, hn, stream);
-                norm_rows(x, w.ffn_norm, nullptr, xn, n);
-                feed_forward(w, xn, n);
-                norm_rows(ffn_out, w.post_ffn_norm, nullptr, ffn_out, n);
+                Input fin = norm_rows(x, w.ffn_norm, nullptr, xn, n, ffnInt);
+                feed_forward(w, fin, n);
+                Input uin{up, false};
+                project(uin, n, w.down, w.bdown, ffn_out);
+                norm_rows(ffn_out, w.post_ffn_norm, nullptr, ffn_out, n, false);
                 launch_add(x, ffn_out, x, hn, stream);
                 break;
             }
+            }
         }
         int first = allPositions ? 0 : n - 1, count = n - first;
-        norm_rows(x + (int64_t)first * h, model->output_norm, model->output_norm_bias, xn, count);
-        linear(xn, count, model->output, model->output_bias, logits);
+        Input fin = norm_rows(x + (int64_t)first * h, model->output_norm, model->output_norm_bias, xn, count, needs_int(model->output));
+        project(fin, count, model->output, model->output_bias, logits);
         int64_t logitCount = (int64_t)count * c.vocab;
         if (c.final_softcap > 0) launch_softcap(logits, logitCount, c.final_softcap, stream);
         cudaMemcpyAsync(h_logits, logits, (size_t)logitCount * 4, cudaMemcpyDeviceToHost, stream);
@@ -336,6 +411,8 @@ ODLLM_CUDA_API int odllm_cuda_model_create(int32_t device, const odllm_cuda_conf
         || c.heads % c.kv_heads != 0 || c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0
         || c.norm_kind < 0 || c.norm_kind > 2 || c.activation < 0 || c.activation > 2 || c.layout < 0 || c.layout > 2)
         return fail(ODLLM_CUDA_ERR_INVALID, "the model config is inconsistent (sizes, head counts, rotary dims or kinds)");
+    if (c.head_dim > ATTN_MAX_HEAD_DIM)
+        return fail(ODLLM_CUDA_ERR_INVALID, "head dim %d is larger than the CUDA attention kernels' %d", c.head_dim, ATTN_MAX_HEAD_DIM);
     if (c.hidden % 8 != 0 || c.head_dim % 8 != 0 || c.ffn % 8 != 0)
         return fail(ODLLM_CUDA_ERR_INVALID, "hidden size %d, head dim %d and FFN size %d must be multiples of 8 for the CUDA kernels",
                     c.hidden, c.head_dim, c.ffn);
@@ -408,7 +485,12 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
     if (shared + 128 > (size_t)optin)
         return fail(ODLLM_CUDA_ERR_INVALID, "a context of %d positions needs %zu bytes of shared memory in the attention kernel; "
                     "this device allows %d (use a shorter context)", capacity, shared, optin);
+    size_t splitShared = attention_split_shared_bytes(c.heads, c.kv_heads, c.head_dim);
+    if (std::max(shared, splitShared) + 128 > (size_t)optin)
+        return fail(ODLLM_CUDA_ERR_INVALID, "the attention kernels need %zu bytes of shared memory; this device allows %d",
+                    std::max(shared, splitShared), optin);
     CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared), "cudaFuncSetAttribute");
+    CK(cudaFuncSetAttribute(k_attention_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)splitShared), "cudaFuncSetAttribute");
 
     auto* s = new (std::nothrow) odllm_cuda_sequence();
     if (!s) return fail(ODLLM_CUDA_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -422,6 +504,14 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
     }
     if (e == cudaSuccess)
         e = cudaMalloc(reinterpret_cast<void**>(&s->partial), attention_partial_floats(c.heads, c.head_dim, maxKeys) * sizeof(float));
+    // cos/sin of every position once; a model without rotary dims (ALiBi) still gets valid, unused pointers.
+    int half = std::max(1, c.rotary_dim / 2);
+    if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(&s->rope_cos), (size_t)capacity * half * sizeof(float));
+    if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(&s->rope_sin), (size_t)capacity * half * sizeof(float));
+    if (e == cudaSuccess && c.rotary_dim > 0) {
+        launch_rope_table(s->rope_cos, s->rope_sin, capacity, c.rotary_dim / 2, model->inv_freq, s->stream);
+        e = cudaStreamSynchronize(s->stream);
+    }
     if (e != cudaSuccess) { delete s; return cuda_fail(e, "creating the KV cache"); }
     int status = s->ensure(1, 1);
     if (status != ODLLM_CUDA_OK) { delete s; return status; }

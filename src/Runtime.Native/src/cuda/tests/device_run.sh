@@ -12,6 +12,9 @@ cmake -S src/Runtime.Native -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCM
   || { cat "$build.configure.log"; exit 1; }
 cmake --build "$build" -j 16 2>&1 | grep -E "error|warning|FAILED" | head -60
 [ -f "$build/libodllm_cuda.so" ] || { echo "build failed"; exit 1; }
+# Register spills and stack frames of every kernel (none expected).
+nvcc -arch=sm_${ODLLM_CUDA_ARCH:-90} -O3 -std=c++17 -Xptxas -v -c src/Runtime.Native/src/cuda/odllm_cuda.cu -o /dev/null 2>&1 \
+  | grep -B1 -E "[1-9][0-9]* bytes spill|[1-9][0-9]* bytes stack" | grep -oE "Function properties for [^ ]+|[0-9]+ bytes stack.*" | head -20
 (cd "$build" && ctest --output-on-failure -j 2) 2>&1 | tail -n 120
 "$build/test_cuda" | grep -v "^ok" | tail -40
 export ODLLM_CUDA_LIBRARY="$build/libodllm_cuda.so"

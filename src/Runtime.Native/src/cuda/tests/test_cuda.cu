@@ -205,34 +205,46 @@ static void test_norm(int kind, int rows, int h, int heads, bool withBias)
     check(what, dx.get(), want, {}, 2e-5);
 }
 
-static void test_rope(int n, int heads, int kvHeads, int d, int rotary, int pos0)
+static void test_rope_store(int n, int heads, int kvHeads, int d, int rotary, int pos0)
 {
-    auto q = random_vector((size_t)n * heads * d), k = random_vector((size_t)n * kvHeads * d);
-    int half = rotary / 2;
-    std::vector<float> inv(half);
+    auto q = random_vector((size_t)n * heads * d), k = random_vector((size_t)n * kvHeads * d), v = random_vector((size_t)n * kvHeads * d);
+    int half = rotary / 2, capacity = pos0 + n + 3, kvDim = kvHeads * d;
+    std::vector<float> inv(std::max(half, 1));
     for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / rotary));
-    auto rotate = [&](std::vector<float> v, int hs) {
-        std::vector<double> out(v.begin(), v.end());
+    auto rotate = [&](std::vector<float> src, int hs) {
+        std::vector<double> out(src.begin(), src.end());
         for (int t = 0; t < n; t++)
             for (int h = 0; h < hs; h++)
                 for (int i = 0; i < half; i++) {
                     float angle = (float)(pos0 + t) * inv[i];
                     double c = (float)std::cos((double)angle), s = (float)std::sin((double)angle);
                     size_t base = ((size_t)t * hs + h) * d;
-                    out[base + i] = v[base + i] * c - v[base + i + half] * s;
-                    out[base + i + half] = v[base + i + half] * c + v[base + i] * s;
+                    out[base + i] = src[base + i] * c - src[base + i + half] * s;
+                    out[base + i + half] = src[base + i + half] * c + src[base + i] * s;
                 }
         return out;
     };
     auto wantQ = rotate(q, heads), wantK = rotate(k, kvHeads);
-    Device<float> dq(q), dk(k), dinv(inv);
+    Device<float> dq(q), dk(k), dv(v), dinv(inv), cosT((size_t)capacity * std::max(half, 1)), sinT((size_t)capacity * std::max(half, 1));
+    Device<float> kc((size_t)capacity * kvDim), vc((size_t)capacity * kvDim);
+    kc.poison();
+    vc.poison();
     Device<int32_t> dpos(std::vector<int32_t>{pos0});
-    launch_rope(dq.p, dk.p, n, heads, kvHeads, d, half, dpos.p, dinv.p, 0);
+    if (half > 0) launch_rope_table(cosT.p, sinT.p, capacity, half, dinv.p, 0);
+    launch_rope_store(dq.p, dk.p, dv.p, kc.p, vc.p, n, heads, kvHeads, d, half, dpos.p, cosT.p, sinT.p, 0);
+    CUDA_OK(cudaGetLastError());
     char what[96];
     snprintf(what, sizeof what, "rope q n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
     check(what, dq.get(), wantQ, {}, 1e-5);
     snprintf(what, sizeof what, "rope k n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
     check(what, dk.get(), wantK, {}, 1e-5);
+    auto cache = kc.get(), values = vc.get();
+    std::vector<float> storedK(cache.begin() + (size_t)pos0 * kvDim, cache.begin() + (size_t)(pos0 + n) * kvDim);
+    std::vector<float> storedV(values.begin() + (size_t)pos0 * kvDim, values.begin() + (size_t)(pos0 + n) * kvDim);
+    snprintf(what, sizeof what, "kv store k n=%d pos0=%d", n, pos0);
+    check(what, storedK, wantK, {}, 1e-5);
+    snprintf(what, sizeof what, "kv store v n=%d pos0=%d", n, pos0);
+    check(what, storedV, std::vector<double>(v.begin(), v.end()), {}, 0.0);
 }
 
 static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int window, float cap, bool alibi)
@@ -289,26 +301,116 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
 }
 
 // The CPU kernels' activation quantization (ManagedKernels.QuantizeActivations), to the bit.
-static void test_quantize_activations(int rows, int k)
+static std::vector<float> quantize_reference(const std::vector<float>& x, int rows, int k, std::vector<int8_t>* q = nullptr,
+                                             std::vector<float>* scales = nullptr)
 {
-    auto x = random_vector((size_t)rows * k, 4.f);
-    for (int i = 0; i < 32 && i < k; i++) x[i] = 0.f;  // an all-zero block: d = 0, q = 0
-    x[40 % x.size()] = 127.f / 2 * 0.03f;            // values near a rounding tie
-    std::vector<double> want(x.size());
+    std::vector<float> out(x.size());
     for (int r = 0; r < rows; r++)
         for (int start = 0; start < k; start += 32) {
             int end = std::min(k, start + 32);
             float amax = 0;
             for (int c = start; c < end; c++) amax = std::max(amax, std::fabs(x[(size_t)r * k + c]));
             float d = amax / 127, id = d != 0 ? 1 / d : 0;
-            for (int c = start; c < end; c++) want[(size_t)r * k + c] = (float)(std::nearbyint(x[(size_t)r * k + c] * id) * d);
+            if (scales) scales->push_back(d);
+            for (int c = start; c < end; c++) {
+                float qv = std::nearbyint(x[(size_t)r * k + c] * id);
+                if (q) q->push_back((int8_t)qv);
+                out[(size_t)r * k + c] = qv * d;
+            }
         }
-    Device<float> dx(x), dy(x.size());
-    dy.poison();
-    launch_quantize_activations(dx.p, dy.p, rows, k, 0);
+    return out;
+}
+
+static void test_quantize(int rows, int k)
+{
+    auto x = random_vector((size_t)rows * k, 4.f);
+    for (int i = 0; i < 32 && i < k; i++) x[i] = 0.f;  // an all-zero block: d = 0, q = 0
+    std::vector<int8_t> wantQ;
+    std::vector<float> wantD;
+    auto want = quantize_reference(x, rows, k, &wantQ, &wantD);
+    int blocks = (k + 31) / 32;
+    Device<float> dx(x), qf(x.size()), qd((size_t)rows * blocks);
+    Device<int8_t> q(x.size());
+    qf.poison();
+    launch_quantize(dx.p, q.p, qd.p, qf.p, rows, k, 0);
     char what[64];
-    snprintf(what, sizeof what, "quantize activations rows=%d k=%d", rows, k);
-    check(what, dy.get(), want, {}, 0.0);
+    snprintf(what, sizeof what, "quantize rows=%d k=%d (q·d)", rows, k);
+    check(what, qf.get(), std::vector<double>(want.begin(), want.end()), {}, 0.0);
+    auto gotQ = q.get();
+    std::vector<float> gq(gotQ.begin(), gotQ.end());
+    snprintf(what, sizeof what, "quantize rows=%d k=%d (int8)", rows, k);
+    check(what, gq, std::vector<double>(wantQ.begin(), wantQ.end()), {}, 0.0);
+    snprintf(what, sizeof what, "quantize rows=%d k=%d (scales)", rows, k);
+    check(what, qd.get(), std::vector<double>(wantD.begin(), wantD.end()), {}, 0.0);
+}
+
+// The normalized rows and, fused, their quantized copy (compared with quantizing the GPU's own normalized rows).
+static void test_norm_quantized(int kind, int rows, int h)
+{
+    auto x = random_vector((size_t)rows * h, 3.f);
+    auto w = random_vector(h);
+    int blocks = (h + 31) / 32;
+    Device<float> dx(x), dw(w), dy((size_t)rows * h), qf((size_t)rows * h), qd((size_t)rows * blocks);
+    Device<int8_t> q((size_t)rows * h);
+    qf.poison();
+    launch_norm(dx.p, dy.p, dw.p, nullptr, rows, h, 0, kind, 1e-5f, 0, q.p, qd.p, qf.p);
+    CUDA_OK(cudaGetLastError());
+    auto y = dy.get();
+    auto want = quantize_reference(y, rows, h);
+    char what[64];
+    snprintf(what, sizeof what, "norm + quantize kind=%d rows=%d h=%d", kind, rows, h);
+    check(what, qf.get(), std::vector<double>(want.begin(), want.end()), {}, 0.0);
+}
+
+// The decode GEMV in every mode against double-precision references over the same (for integer types, quantized) input.
+static void test_gemv(int type, int k, int mode, int count)
+{
+    int rowsOf[3] = {96, 32, 40};
+    if (mode == GEMV_GATED) rowsOf[1] = rowsOf[0];
+    std::vector<std::vector<uint8_t>> w;
+    std::vector<std::vector<float>> bias;
+    for (int i = 0; i < count; i++) { w.push_back(random_matrix(type, rowsOf[i], k)); bias.push_back(random_vector(rowsOf[i])); }
+    auto x = random_vector(k, 2.f);
+    bool integer = quantizes_activations(type);
+    auto xUsed = integer ? quantize_reference(x, 1, k) : x;
+    auto resid = random_vector(rowsOf[0]), extra = random_vector(rowsOf[0]);
+    auto dot = [&](int i, int r, double* scale) {
+        double s = 0, a = 0;
+        for (int c = 0; c < k; c++) { double p = xUsed[c] * decode(type, w[i], rowsOf[i], k, r, c); s += p; a += std::fabs(p); }
+        *scale = a;
+        return s;
+    };
+    std::vector<Device<uint8_t>*> dw;
+    std::vector<Device<float>*> db, dy;
+    for (int i = 0; i < count; i++) { dw.push_back(new Device<uint8_t>(w[i])); db.push_back(new Device<float>(bias[i])); dy.push_back(new Device<float>(rowsOf[i])); dy[i]->poison(); }
+    int blocks = (k + 31) / 32;
+    Device<float> dx(x), qf(k), qd(blocks), dres(resid), dextra(extra);
+    Device<int8_t> q(k);
+    launch_quantize(dx.p, q.p, qd.p, qf.p, 1, k, 0);
+    GemvArgs a{};
+    for (int i = 0; i < count; i++) a.m[i] = GemvMatrix{dw[i]->p, mode == GEMV_GATED && i == 0 ? nullptr : db[i]->p, dy[i]->p, rowsOf[i]};
+    a.count = count; a.k = k; a.mode = mode; a.activation = ACT_GELU_TANH;
+    a.x = integer ? qf.p : dx.p; a.xq = q.p; a.xd = qd.p;
+    a.resid = dres.p; a.extra = mode == GEMV_RESIDUAL ? dextra.p : nullptr;
+    launch_gemv(a, type, 0);
+    CUDA_OK(cudaGetLastError());
+    auto gelu = [](double g) { return 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))); };
+    char what[96];
+    for (int i = (mode == GEMV_GATED ? 1 : 0); i < count; i++) {
+        std::vector<double> want(rowsOf[i]), scale(rowsOf[i]);
+        for (int r = 0; r < rowsOf[i]; r++) {
+            double sc, v = dot(i, r, &sc) + bias[i][r];
+            scale[r] = sc + std::fabs(bias[i][r]) + 1e-3;
+            if (mode == GEMV_ACTIVATE) v = gelu(v);
+            if (mode == GEMV_RESIDUAL) { v = resid[r] + (v + extra[r]); scale[r] += std::fabs(resid[r]) + std::fabs(extra[r]); }
+            if (mode == GEMV_GATED) { double sg; double g = dot(0, r, &sg); v = v * gelu(g); scale[r] = (scale[r] + sg) * (1 + std::fabs(g)); }
+            want[r] = v;
+        }
+        snprintf(what, sizeof what, "gemv %s k=%d mode=%d matrix %d/%d%s", type_name(type), k, mode, i + 1, count,
+                 integer && gemv_uses_int(type, k) ? " (dp4a)" : "");
+        check(what, dy[i]->get(), want, scale, 2e-5);
+    }
+    for (int i = 0; i < count; i++) { delete dw[i]; delete db[i]; delete dy[i]; }
 }
 
 static void test_elementwise()
@@ -358,8 +460,10 @@ int main()
         test_norm(kind, 3, 2048, 0, false);
     }
     test_norm(NORM_LAYER, 12, 32, 4, false);  // per-head q/k norm
-    test_rope(3, 4, 2, 32, 32, 0);
-    test_rope(2, 4, 1, 16, 6, 37);
+    test_rope_store(3, 4, 2, 32, 32, 0);
+    test_rope_store(2, 4, 1, 16, 6, 37);
+    test_rope_store(1, 8, 1, 256, 256, 1000);
+    test_rope_store(2, 4, 4, 16, 0, 5);  // ALiBi: only the store
     test_attention(1, 0, 4, 4, 32, 0, 0.f, false);
     test_attention(24, 0, 4, 2, 32, 0, 0.f, false);
     test_attention(1, 39, 8, 1, 256, 0, 0.f, false);
@@ -370,8 +474,17 @@ int main()
     test_attention(1, 63, 4, 2, 32, 0, 0.f, false);
     test_attention(1, 64, 4, 2, 32, 0, 0.f, false);
     test_elementwise();
-    test_quantize_activations(3, 256);
-    test_quantize_activations(2, 72);  // int8 rows of a length that is not a multiple of 32
+    test_quantize(3, 256);
+    test_quantize(2, 72);  // int8 rows of a length that is not a multiple of 32
+    for (int kind = 0; kind < 3; kind++) { test_norm_quantized(kind, 2, 2048); test_norm_quantized(kind, 3, 72); }
+    for (int type = 0; type <= TYPE_Q4_0; type++) {
+        test_gemv(type, 2048, GEMV_PLAIN, 3);
+        test_gemv(type, 256, GEMV_PLAIN, 1);
+        test_gemv(type, 96, GEMV_PLAIN, 2);  // the f32 path for the integer types (k not a multiple of 256)
+        test_gemv(type, 16384, GEMV_RESIDUAL, 1);
+        test_gemv(type, 512, GEMV_GATED, 2);
+        test_gemv(type, 512, GEMV_ACTIVATE, 1);
+    }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
     return g_failures == 0 ? 0 : 1;
 }
