@@ -227,6 +227,135 @@ __global__ void __launch_bounds__(256) k_matmul_tiled(const float* __restrict__ 
     }
 }
 
+// Prefill for the integer types: int8 tensor cores (mma.sync m16n8k32, one instruction per block of 32) over the
+// quantized activations, so each block's Σ q_w·q_x is exact as in the CPU kernels' contract, then scaled by
+// (weight scale · activation scale) into f32. A 64×64 output tile per 128 threads (2×2 warps of 32×32); each stage
+// decodes 4 weight blocks per row into shared memory as int8.
+constexpr int MMA_TILE = 64, MMA_STAGE_BLOCKS = 4, MMA_ROW_BYTES = MMA_STAGE_BLOCKS * 32 + 16;
+
+__device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+
+template <int T>
+__global__ void __launch_bounds__(128) k_matmul_mma(const int8_t* __restrict__ xq, const float* __restrict__ xd, int m, int k,
+                                                    const uint8_t* __restrict__ w, int n, const float* __restrict__ bias,
+                                                    float* __restrict__ y)
+{
+    __shared__ __align__(16) int8_t as[MMA_TILE][MMA_ROW_BYTES];
+    __shared__ __align__(16) int8_t bs[MMA_TILE][MMA_ROW_BYTES];
+    __shared__ float ads[MMA_TILE][MMA_STAGE_BLOCKS], bds[MMA_TILE][MMA_STAGE_BLOCKS];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int m0 = blockIdx.y * MMA_TILE, n0 = blockIdx.x * MMA_TILE;
+    int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    int group = lane >> 2, quad = lane & 3;
+    int blocks = k / 32;
+    float acc[2][4][4] = {};
+    for (int b0 = 0; b0 < blocks; b0 += MMA_STAGE_BLOCKS) {
+        // Activations: 64 rows × 4 blocks of 32 int8, 16 bytes per item; blocks past the end are zero with scale 0.
+        for (int item = tid; item < MMA_TILE * MMA_STAGE_BLOCKS * 2; item += 128) {
+            int r = item / (MMA_STAGE_BLOCKS * 2), part = item % (MMA_STAGE_BLOCKS * 2), b = b0 + part / 2;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (m0 + r < m && b < blocks) v = *reinterpret_cast<const uint4*>(xq + (int64_t)(m0 + r) * k + b * 32 + (part & 1) * 16);
+            *reinterpret_cast<uint4*>(&as[r][part * 16]) = v;
+            if ((part & 1) == 0) ads[r][part / 2] = (m0 + r < m && b < blocks) ? xd[(int64_t)(m0 + r) * blocks + b] : 0.f;
+        }
+        // Weights: one (row, block) per item, decoded to 32 int8 and its scale (int8: 1, its row scale comes last).
+        for (int item = tid; item < MMA_TILE * MMA_STAGE_BLOCKS; item += 128) {
+            int r = item / MMA_STAGE_BLOCKS, j = item % MMA_STAGE_BLOCKS, b = b0 + j;
+            uint32_t words[8] = {};
+            float scale = 0.f;
+            if (n0 + r < n && b < blocks) {
+                int64_t row = n0 + r;
+                if constexpr (T == TYPE_INT8) {
+                    const uint4* src = reinterpret_cast<const uint4*>(w + row * k + b * 32);
+                    uint4 p = __ldg(src), q = __ldg(src + 1);
+                    words[0] = p.x; words[1] = p.y; words[2] = p.z; words[3] = p.w;
+                    words[4] = q.x; words[5] = q.y; words[6] = q.z; words[7] = q.w;
+                    scale = 1.f;
+                } else if constexpr (T == TYPE_Q8_0) {
+                    const uint16_t* blk = reinterpret_cast<const uint16_t*>(w + (row * blocks + b) * 34);
+                    scale = __half2float(__ushort_as_half(__ldg(blk)));
+#pragma unroll
+                    for (int i = 0; i < 8; i++) words[i] = (uint32_t)__ldg(blk + 1 + 2 * i) | ((uint32_t)__ldg(blk + 2 + 2 * i) << 16);
+                } else {
+                    const uint16_t* blk = reinterpret_cast<const uint16_t*>(w + (row * blocks + b) * 18);
+                    scale = __half2float(__ushort_as_half(__ldg(blk)));
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        uint32_t packed = (uint32_t)__ldg(blk + 1 + 2 * i) | ((uint32_t)__ldg(blk + 2 + 2 * i) << 16);
+                        words[i] = __vsub4(packed & 0x0F0F0F0Fu, 0x08080808u);
+                        words[4 + i] = __vsub4((packed >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+                    }
+                }
+            }
+            uint4* dst = reinterpret_cast<uint4*>(&bs[r][j * 32]);
+            dst[0] = make_uint4(words[0], words[1], words[2], words[3]);
+            dst[1] = make_uint4(words[4], words[5], words[6], words[7]);
+            bds[r][j] = scale;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < MMA_STAGE_BLOCKS; j++) {
+            int a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                int r = wm + mt * 16 + group;
+                a[mt][0] = *reinterpret_cast<const int*>(&as[r][j * 32 + quad * 4]);
+                a[mt][1] = *reinterpret_cast<const int*>(&as[r + 8][j * 32 + quad * 4]);
+                a[mt][2] = *reinterpret_cast<const int*>(&as[r][j * 32 + 16 + quad * 4]);
+                a[mt][3] = *reinterpret_cast<const int*>(&as[r + 8][j * 32 + 16 + quad * 4]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                int c = wn + nt * 8 + group;
+                int b0r = *reinterpret_cast<const int*>(&bs[c][j * 32 + quad * 4]);
+                int b1r = *reinterpret_cast<const int*>(&bs[c][j * 32 + 16 + quad * 4]);
+                float wd0 = bds[wn + nt * 8 + quad * 2][j], wd1 = bds[wn + nt * 8 + quad * 2 + 1][j];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    int cs[4];
+                    mma_s8(cs, a[mt], b0r, b1r);
+                    float xd0 = ads[wm + mt * 16 + group][j], xd1 = ads[wm + mt * 16 + group + 8][j];
+                    acc[mt][nt][0] = fmaf((float)cs[0], wd0 * xd0, acc[mt][nt][0]);
+                    acc[mt][nt][1] = fmaf((float)cs[1], wd1 * xd0, acc[mt][nt][1]);
+                    acc[mt][nt][2] = fmaf((float)cs[2], wd0 * xd1, acc[mt][nt][2]);
+                    acc[mt][nt][3] = fmaf((float)cs[3], wd1 * xd1, acc[mt][nt][3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = m0 + wm + mt * 16 + group + (e >= 2 ? 8 : 0);
+                int c = n0 + wn + nt * 8 + quad * 2 + (e & 1);
+                if (r >= m || c >= n) continue;
+                float v = acc[mt][nt][e];
+                if constexpr (T == TYPE_INT8) v *= __ldg(reinterpret_cast<const float*>(w + (int64_t)n * k) + c);
+                y[(int64_t)r * n + c] = v + (bias ? bias[c] : 0.f);
+            }
+}
+
+// The tensor-core path: an integer weight type with more than 8 input rows and whole blocks of 32.
+inline bool matmul_uses_mma(int type, int m, int k) { return m > 8 && k % 32 == 0 && (type == TYPE_INT8 || type == TYPE_Q8_0 || type == TYPE_Q4_0); }
+
+inline void launch_matmul_mma(const int8_t* xq, const float* xd, int m, int k, const uint8_t* w, int type, int n,
+                              const float* bias, float* y, cudaStream_t stream)
+{
+    dim3 grid((n + MMA_TILE - 1) / MMA_TILE, (m + MMA_TILE - 1) / MMA_TILE);
+    if (type == TYPE_INT8) k_matmul_mma<TYPE_INT8><<<grid, 128, 0, stream>>>(xq, xd, m, k, w, n, bias, y);
+    else if (type == TYPE_Q8_0) k_matmul_mma<TYPE_Q8_0><<<grid, 128, 0, stream>>>(xq, xd, m, k, w, n, bias, y);
+    else k_matmul_mma<TYPE_Q4_0><<<grid, 128, 0, stream>>>(xq, xd, m, k, w, n, bias, y);
+}
+
 template <int T>
 inline void launch_matmul_typed(const float* x, int m, int k, const uint8_t* w, int n, const float* bias, float* y,
                                 cudaStream_t stream)

@@ -267,7 +267,8 @@ struct odllm_cuda_sequence {
     {
         if (n == 1) { gemv(in, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
         if (needs_int(w)) quantize_for(in, n, w.cols);
-        launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+        if (matmul_uses_mma(w.type, n, w.cols)) launch_matmul_mma(xq8, xqd, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+        else launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
     }
 
     // up ← act(gate(x)) · up(x) (or act(up(x))), one fused launch when decoding.

@@ -64,6 +64,9 @@ static void check(const char* what, const std::vector<float>& got, const std::ve
     }
 }
 
+static std::vector<float> quantize_reference(const std::vector<float>& x, int rows, int k, std::vector<int8_t>* q = nullptr,
+                                             std::vector<float>* scales = nullptr);
+
 // ---- weight encodings (random bytes in the stored layouts) and their scalar decoding ----
 
 static float half_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
@@ -150,6 +153,33 @@ static void test_matmul(int type, int m, int k, int n, bool withBias)
     CUDA_OK(cudaGetLastError());
     char what[96];
     snprintf(what, sizeof what, "matmul %s m=%d k=%d n=%d%s", type_name(type), m, k, n, withBias ? " +bias" : "");
+    check(what, dy.get(), want, scale, 1e-5);
+}
+
+// The tensor-core prefill product of the integer types over quantized activations, against double precision.
+static void test_matmul_mma(int type, int m, int k, int n)
+{
+    auto w = random_matrix(type, n, k);
+    auto x = random_vector((size_t)m * k, 3.f);
+    auto bias = random_vector(n);
+    auto xq = quantize_reference(x, m, k);
+    std::vector<double> want((size_t)m * n), scale((size_t)m * n);
+    for (int t = 0; t < m; t++)
+        for (int r = 0; r < n; r++) {
+            double s = bias[r], a = std::fabs(bias[r]);
+            for (int c = 0; c < k; c++) { double p = xq[(size_t)t * k + c] * decode(type, w, n, k, r, c); s += p; a += std::fabs(p); }
+            want[(size_t)t * n + r] = s;
+            scale[(size_t)t * n + r] = a;
+        }
+    Device<uint8_t> dw(w);
+    Device<float> dx(x), db(bias), dy((size_t)m * n), qf((size_t)m * k), qd((size_t)m * (k / 32));
+    Device<int8_t> q((size_t)m * k);
+    dy.poison();
+    launch_quantize(dx.p, q.p, qd.p, qf.p, m, k, 0);
+    launch_matmul_mma(q.p, qd.p, m, k, dw.p, type, n, db.p, dy.p, 0);
+    CUDA_OK(cudaGetLastError());
+    char what[96];
+    snprintf(what, sizeof what, "matmul mma %s m=%d k=%d n=%d", type_name(type), m, k, n);
     check(what, dy.get(), want, scale, 1e-5);
 }
 
@@ -301,8 +331,8 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
 }
 
 // The CPU kernels' activation quantization (ManagedKernels.QuantizeActivations), to the bit.
-static std::vector<float> quantize_reference(const std::vector<float>& x, int rows, int k, std::vector<int8_t>* q = nullptr,
-                                             std::vector<float>* scales = nullptr)
+static std::vector<float> quantize_reference(const std::vector<float>& x, int rows, int k, std::vector<int8_t>* q,
+                                             std::vector<float>* scales)
 {
     std::vector<float> out(x.size());
     for (int r = 0; r < rows; r++)
@@ -476,6 +506,11 @@ int main()
     test_elementwise();
     test_quantize(3, 256);
     test_quantize(2, 72);  // int8 rows of a length that is not a multiple of 32
+    for (int type = TYPE_INT8; type <= TYPE_Q4_0; type++) {
+        test_matmul_mma(type, 24, 64, 96);     // a fixture's shape: one stage, partly empty
+        test_matmul_mma(type, 130, 512, 200);  // ragged tiles in both directions
+        test_matmul_mma(type, 64, 2048, 64);
+    }
     for (int kind = 0; kind < 3; kind++) { test_norm_quantized(kind, 2, 2048); test_norm_quantized(kind, 3, 72); }
     for (int type = 0; type <= TYPE_Q4_0; type++) {
         test_gemv(type, 2048, GEMV_PLAIN, 3);
