@@ -60,9 +60,9 @@ public sealed partial class OnDeviceChatClient : IChatClient
     private readonly OnDeviceLlmMetrics _metrics;
     private readonly bool _ownsMetrics;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    // The one KV cache and the tokens it holds (always session.Position of them); touched only under _gate.
-    private InferenceSession? _session;
-    private readonly List<int> _cached = [];
+    // The kept KV caches; touched only under _gate.
+    private readonly KvCachePool _pool;
+    private readonly ConversationStore _conversations;
     private float[]? _logits;
     private string?[]? _tokenTexts;
     private volatile bool _disposed;
@@ -85,6 +85,15 @@ public sealed partial class OnDeviceChatClient : IChatClient
         if (_options.DefaultMaxOutputTokens is <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), _options.DefaultMaxOutputTokens, "DefaultMaxOutputTokens must be positive.");
         _options.DefaultSampling.Validate();
+        if (_options.KvCacheMemoryLimit <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.KvCacheMemoryLimit, "KvCacheMemoryLimit must be positive.");
+        if (_options.MaxConversations <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.MaxConversations, "MaxConversations must be positive.");
+        var c = model.Config;
+        KvCacheBytes = (long)c.NumLayers * (_options.ContextLength ?? c.ContextLength) * c.NumKvHeads * c.HeadDim * 2 * sizeof(float);
+        int caches = _options.ReusePrefix ? (int)Math.Clamp(_options.KvCacheMemoryLimit / KvCacheBytes, 1, 1024) : 1;
+        _pool = new KvCachePool(() => _model.CreateSession(_options.ContextLength), caches);
+        _conversations = new ConversationStore(_options.MaxConversations);
         var tokenizer = model.RequireTokenizer();
         Template = _options.ChatTemplate ?? ChatTemplateSelector.Select(model.Config.Architecture, model.Special.ChatTemplate,
             token => tokenizer.TokenToId(token) is not null);
@@ -97,6 +106,12 @@ public sealed partial class OnDeviceChatClient : IChatClient
     }
 
     public string ModelId { get; }
+
+    /// <summary>The memory one KV cache takes (keys and values of every layer for the whole context), in bytes.</summary>
+    public long KvCacheBytes { get; }
+
+    /// <summary>How many KV caches are kept at most (from <see cref="OnDeviceChatClientOptions.KvCacheMemoryLimit"/>).</summary>
+    public int MaxKeptCaches => _pool.Capacity;
     public LanguageModel Model => _model;
     public ChatTemplate Template { get; }
 
@@ -120,7 +135,23 @@ public sealed partial class OnDeviceChatClient : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var request = CreateRequest(messages, options);
+        ArgumentNullException.ThrowIfNull(messages);
+        // Stateful contract: with a ConversationId the caller sends only new messages, appended to the stored ones.
+        string conversationId;
+        List<ChatMessage> conversation;
+        if (options?.ConversationId is string id)
+        {
+            conversation = _conversations.Get(id) ?? throw new ArgumentException(
+                $"Conversation '{id}' is unknown to this client: it was never returned by it, or was forgotten (at most {_conversations.Capacity} are kept); send the full history without ConversationId.", nameof(options));
+            conversation.AddRange(messages);
+            conversationId = id;
+        }
+        else
+        {
+            conversation = [.. messages];
+            conversationId = "odllm-conv-" + Guid.NewGuid().ToString("N");
+        }
+        var request = CreateRequest(conversation, options);
         string responseId = "odllm-" + Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow;
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -138,13 +169,15 @@ public sealed partial class OnDeviceChatClient : IChatClient
             stop.Dispose();
             throw;
         }
+        var answer = new System.Text.StringBuilder();
         try
         {
             await foreach (string piece in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
             {
+                answer.Append(piece);
                 yield return new ChatResponseUpdate(ChatRole.Assistant, piece)
                 {
-                    ResponseId = responseId, MessageId = responseId, CreatedAt = created, ModelId = ModelId,
+                    ResponseId = responseId, MessageId = responseId, ConversationId = conversationId, CreatedAt = created, ModelId = ModelId,
                 };
             }
             var outcome = await producer.ConfigureAwait(false);
@@ -155,9 +188,14 @@ public sealed partial class OnDeviceChatClient : IChatClient
             {
                 InputTokenCount = s.InputTokens, CachedInputTokenCount = s.ReusedTokens, OutputTokenCount = s.OutputTokens, TotalTokenCount = s.InputTokens + s.OutputTokens,
             }));
+            var reply = new ChatMessage(ChatRole.Assistant, answer.ToString()) { MessageId = responseId };
+            if (outcome.Calls is not null) foreach (var call in outcome.Calls) reply.Contents.Add(call);
+            conversation.Add(reply);
+            _conversations.Save(conversationId, conversation);
             var final = new ChatResponseUpdate(ChatRole.Assistant, contents)
             {
-                ResponseId = responseId, MessageId = responseId, CreatedAt = created, ModelId = ModelId, FinishReason = outcome.FinishReason,
+                ResponseId = responseId, MessageId = responseId, ConversationId = conversationId, CreatedAt = created, ModelId = ModelId,
+                FinishReason = outcome.FinishReason,
                 AdditionalProperties = new()
                 {
                     [TimeToFirstTokenKey] = s.TimeToFirstToken?.TotalMilliseconds,
@@ -204,15 +242,11 @@ public sealed partial class OnDeviceChatClient : IChatClient
 
     private sealed record Outcome(ChatFinishReason FinishReason, GenerationStats Stats, List<FunctionCallContent>? Calls);
 
-    private Request CreateRequest(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    private Request CreateRequest(IReadOnlyList<ChatMessage> list, ChatOptions? options)
     {
-        ArgumentNullException.ThrowIfNull(messages);
-        var list = messages as IReadOnlyList<ChatMessage> ?? [.. messages];
-        if (list.Count == 0) throw new ArgumentException("At least one message is required.", nameof(messages));
+        if (list.Count == 0) throw new ArgumentException("At least one message is required.", "messages");
         if (options?.ModelId is string id && id != ModelId)
             throw new ArgumentException($"This client serves model '{ModelId}', but ChatOptions.ModelId asks for '{id}'.", nameof(options));
-        if (options?.ConversationId is not null)
-            throw new NotSupportedException("OnDeviceChatClient keeps no server-side conversations; send the full history instead of ConversationId.");
 
         var sampling = _options.DefaultSampling;
         if (options is not null)
@@ -308,7 +342,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
         long start = Stopwatch.GetTimestamp();
         try
         {
-            var outcome = Generate(request, writer, cancellationToken, start);
+            var outcome = GenerateWithKeptCache(request, writer, cancellationToken, start);
             writer.TryComplete();
             _metrics.Record(ModelId, outcome.Stats);
             LogRequest(_logger, ModelId, outcome.Stats.InputTokens, outcome.Stats.ReusedTokens, outcome.Stats.OutputTokens,
@@ -320,9 +354,6 @@ public sealed partial class OnDeviceChatClient : IChatClient
             if (ex is not OperationCanceledException)
             {
                 LogFailure(_logger, ModelId, ex);
-                // A failure inside a forward pass may leave the cache half written.
-                _session?.Reset();
-                _cached.Clear();
             }
             writer.TryComplete(ex);
             throw;
@@ -333,19 +364,32 @@ public sealed partial class OnDeviceChatClient : IChatClient
         }
     }
 
-    private Outcome Generate(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken, long start)
+    /// <summary>Picks a kept KV cache for the prompt and generates on it.</summary>
+    private Outcome GenerateWithKeptCache(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken, long start)
     {
-        var session = _session ??= _model.CreateSession(_options.ContextLength);
+        int[] prompt = request.Prompt;
+        int contextLength = _options.ContextLength ?? _model.Config.ContextLength;
+        if (prompt.Length >= contextLength)
+            throw new InferenceException($"The prompt has {prompt.Length} tokens, but the context holds {contextLength} with room for the answer; shorten the conversation.");
+        var (sequence, keep) = _pool.Acquire(prompt, _options.ReusePrefix);
+        try
+        {
+            return Generate(request, writer, cancellationToken, start, sequence, keep);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A failure inside a forward pass may leave the cache half written.
+            _pool.Reset(sequence);
+            throw;
+        }
+    }
+
+    private Outcome Generate(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken, long start, KvCachePool.Sequence sequence, int keep)
+    {
+        var session = sequence.Session;
+        var cached = sequence.Tokens;
         var logits = _logits ??= new float[session.VocabSize];
         int[] prompt = request.Prompt;
-        if (prompt.Length >= session.ContextLength)
-            throw new InferenceException($"The prompt has {prompt.Length} tokens, but the context holds {session.ContextLength} with room for the answer; shorten the conversation.");
-
-        int keep = _options.ReusePrefix ? CommonPrefix(CollectionsMarshal.AsSpan(_cached), prompt) : 0;
-        // The last prompt token is always evaluated: its logits choose the first answer token.
-        if (keep == prompt.Length) keep--;
-        session.Truncate(keep);
-        _cached.RemoveRange(keep, _cached.Count - keep);
 
         var stopIds = _encoder.StopTokenIds;
         var sampler = new Sampler(request.Sampling, session.VocabSize);
@@ -357,7 +401,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
 
         cancellationToken.ThrowIfCancellationRequested();
         session.Prefill(prompt.AsSpan(keep)).CopyTo(logits);
-        _cached.AddRange(prompt.AsSpan(keep));
+        cached.AddRange(prompt.AsSpan(keep));
 
         int produced = 0;
         long first = 0;
@@ -377,7 +421,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
             if (text.Stopped || grammar?.IsComplete == true) { finish = ChatFinishReason.Stop; break; }
             if (produced >= request.MaxOutputTokens || session.Position >= session.ContextLength) { finish = ChatFinishReason.Length; break; }
             session.Decode(token).CopyTo(logits);
-            _cached.Add(token);
+            cached.Add(token);
         }
         Emit(text.Flush());
         // Out of budget inside the required format: close it, so the caller still gets a well-formed answer.
@@ -432,8 +476,6 @@ public sealed partial class OnDeviceChatClient : IChatClient
         }
         return _tokenTexts = texts;
     }
-
-    private static int CommonPrefix(ReadOnlySpan<int> a, ReadOnlySpan<int> b) => a.CommonPrefixLength(b);
 
     private static string DefaultModelId(string source)
     {

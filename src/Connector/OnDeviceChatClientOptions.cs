@@ -25,10 +25,21 @@ public sealed class OnDeviceChatClientOptions
     public int? DefaultMaxOutputTokens { get; set; }
 
     /// <summary>
-    /// Keep the KV cache of the previous request and evaluate only what follows the longest common prefix, so a
-    /// conversation that re-sends its history pays only for the new turn. Costs no extra memory (one cache is kept).
+    /// Keep the KV caches of earlier requests and evaluate only what follows the longest prefix a prompt shares with
+    /// one of them, so a conversation that re-sends its history (or continues by ConversationId) pays only for its
+    /// new turn. Off: every request starts from an empty cache.
     /// </summary>
     public bool ReusePrefix { get; set; } = true;
+
+    /// <summary>
+    /// The most memory the kept KV caches may take, in bytes (default 1 GiB). Each cache takes
+    /// layers × context × KV heads × head_dim × 2 × 4 bytes (<see cref="OnDeviceChatClient.KvCacheBytes"/>); as many as
+    /// fit are kept, least recently used evicted first, and at least one is always kept.
+    /// </summary>
+    public long KvCacheMemoryLimit { get; set; } = 1L << 30;
+
+    /// <summary>How many conversations (by ConversationId) are remembered; the least recently used is forgotten first.</summary>
+    public int MaxConversations { get; set; } = 256;
 
     /// <summary>Whether disposing the client disposes the model too.</summary>
     public bool DisposeModel { get; set; }

@@ -122,3 +122,51 @@ public sealed class PrefixReuseTests(ChatModelFixture fixture) : IClassFixture<C
         }
     }
 }
+
+public sealed class ConversationTests(ChatModelFixture fixture) : IClassFixture<ChatModelFixture>
+{
+    private static ChatOptions Greedy(string? conversationId = null) => new() { Temperature = 0f, MaxOutputTokens = 10, ConversationId = conversationId };
+
+    [Fact]
+    public async Task A_conversation_id_lets_the_caller_send_only_new_messages_with_the_stateless_result()
+    {
+        using var stateful = fixture.CreateClient();
+        using var stateless = fixture.CreateClient(new OnDeviceChatClientOptions { ReusePrefix = false });
+        var history = new List<ChatMessage> { new(ChatRole.User, "First question?") };
+
+        var first = await stateful.GetResponseAsync(history, Greedy());
+        Assert.StartsWith("odllm-conv-", first.ConversationId);
+        var reference = await stateless.GetResponseAsync(history, Greedy());
+        Assert.Equal(reference.Text, first.Text);
+        history.AddMessages(reference);
+        history.Add(new ChatMessage(ChatRole.User, "Second question?"));
+
+        var second = await stateful.GetResponseAsync([new ChatMessage(ChatRole.User, "Second question?")], Greedy(first.ConversationId));
+        var expected = await stateless.GetResponseAsync(history, Greedy());
+
+        Assert.Equal(first.ConversationId, second.ConversationId);
+        Assert.Equal(expected.Text, second.Text);
+        Assert.Equal(expected.Usage!.InputTokenCount, second.Usage!.InputTokenCount);
+        Assert.True(second.Usage.CachedInputTokenCount > first.Usage!.InputTokenCount / 2);
+        await Assert.ThrowsAsync<ArgumentException>(() => stateful.GetResponseAsync([new ChatMessage(ChatRole.User, "?")], Greedy("odllm-conv-unknown")));
+    }
+
+    [Fact]
+    public async Task Kept_caches_are_bounded_by_memory_and_evicted_least_recently_used()
+    {
+        using var probe = fixture.CreateClient();
+        using var client = fixture.CreateClient(new OnDeviceChatClientOptions { KvCacheMemoryLimit = 2 * probe.KvCacheBytes + 1 });
+        Assert.Equal(2, client.MaxKeptCaches);
+        Assert.Equal(2L * 512 * 2 * 16 * 2 * sizeof(float), probe.KvCacheBytes);
+        async Task<ChatResponse> Turn(ChatResponse? previous, string text) =>
+            await client.GetResponseAsync([new ChatMessage(ChatRole.User, text)], Greedy(previous?.ConversationId));
+
+        var a1 = await Turn(null, "Alpha alpha alpha alpha alpha alpha.");
+        var b1 = await Turn(null, "Bravo bravo bravo bravo bravo bravo.");
+        var a2 = await Turn(a1, "Alpha again.");           // A's cache survived B: two are kept
+        Assert.True(a2.Usage!.CachedInputTokenCount >= a1.Usage!.InputTokenCount - 1, $"{a2.Usage.CachedInputTokenCount} of {a1.Usage.InputTokenCount}");
+        await Turn(null, "Charlie charlie charlie charlie.");  // evicts B, the least recently used
+        var b2 = await Turn(b1, "Bravo again.");
+        Assert.True(b2.Usage!.CachedInputTokenCount < b1.Usage!.InputTokenCount / 2, $"B was evicted, yet {b2.Usage.CachedInputTokenCount} tokens were reused");
+    }
+}

@@ -196,7 +196,7 @@ public sealed class ToolsAndJsonTests(ChatModelFixture fixture) : IClassFixture<
 
         var reply = await chat.GetChatMessageContentAsync(history, settings, kernel);
 
-        Assert.True(plugin.Calls >= 1, "the plugin was never called");
+        Assert.True(plugin.Calls >= 1, $"the plugin was never called: {reply.Content} | {string.Join(",", reply.Items.Select(i => i.GetType().Name))} | {string.Join(" / ", history.Select(h => h.Role + ":" + string.Join(",", h.Items.Select(i => i is Microsoft.SemanticKernel.FunctionResultContent r ? "result " + r.FunctionName + "=" + r.Result : i is Microsoft.SemanticKernel.FunctionCallContent c ? "call " + c.PluginName + "." + c.FunctionName + System.Text.Json.JsonSerializer.Serialize(c.Arguments) + c.Exception : i.GetType().Name))))}");
         Assert.NotNull(reply);
         (kernel.Services as IDisposable)?.Dispose();
     }

@@ -85,7 +85,11 @@ public static partial class OnDeviceLlmServiceCollectionExtensions
     }
 
     private static IChatCompletionService AsKernelService(IServiceProvider services, IChatClient chat) =>
-        new ChatClientBuilder(chat).UseKernelFunctionInvocation(services.GetService<ILoggerFactory>()).Build(services).AsChatCompletionService(services);
+        new ChatClientBuilder(chat)
+            .UseKernelFunctionInvocation(services.GetService<ILoggerFactory>())
+            .Use(inner => new OnDeviceLlm.Connector.SemanticKernel.StatelessChatClient(inner))
+            .Build(services)
+            .AsChatCompletionService(services);
 
     private static OnDeviceChatClient CreateClient(IServiceProvider services, string optionsName)
     {
