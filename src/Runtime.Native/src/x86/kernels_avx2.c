@@ -235,6 +235,7 @@ enum { W_Q8_0, W_Q4_0, W_I8 };
 typedef struct qrows {
     const uint8_t * base;      /* row 0 */
     int64_t stride;            /* bytes per row */
+    int64_t rows;
     const uint8_t * scales;    /* int8: the row-scale table */
 } qrows;
 
@@ -263,6 +264,12 @@ static inline __attribute__((always_inline)) __m256i load_w(int kind, const uint
 static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
                                                          int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
+    /*
+     * Decode streams each weight once, four rows of a few KB at a time: too short for the hardware prefetcher to
+     * get ahead, so the core stalls on memory. Touching the next tile's rows while computing this one doubled one
+     * thread's rate on a 16384x2048 matrix here (bench_matmul, best of 40: Q4_0 5.8 -> 12.0 GB/s, Q8_0 8.1 -> 14.9).
+     */
+    const int prefetch = MR == 1 && NR == 4 && j + 2 * NR <= w->rows;
     __m256 acc[2][4];
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++) acc[i][r] = _mm256_setzero_ps();
@@ -276,6 +283,8 @@ static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int N
         }
         const uint8_t * blocks[4];
         for (int r = 0; r < NR; r++) blocks[r] = block_at(kind, w, j + r, b);
+        if (prefetch)
+            for (int r = 0; r < NR; r++) _mm_prefetch((const char *)(blocks[r] + NR * w->stride), _MM_HINT_T0);
         /* c = dw·dx for all NR rows at once: the same f32 products as one at a time. int8: c = dx. */
         __m128 dw = _mm_set1_ps(1.0f);
         if (kind != W_I8) {
@@ -317,19 +326,19 @@ static inline __attribute__((always_inline)) void gemm_q(int kind, const int8_t 
 
 static void gemm_q8_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
                       float * y, int64_t ldy) {
-    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q8_0_BYTES, NULL };
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q8_0_BYTES, n, NULL };
     gemm_q(W_Q8_0, xq, xd, m, &rows, n, k, y, ldy);
 }
 
 static void gemm_q4_0(const int8_t * xq, const float * xd, int64_t m, const uint8_t * w, int64_t n, int64_t k,
                       float * y, int64_t ldy) {
-    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q4_0_BYTES, NULL };
+    const qrows rows = { w, k / ODLLM_QK * ODLLM_Q4_0_BYTES, n, NULL };
     gemm_q(W_Q4_0, xq, xd, m, &rows, n, k, y, ldy);
 }
 
 static void gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
                     int64_t n, int64_t k, float * y, int64_t ldy) {
-    const qrows rows = { (const uint8_t *)w, k, scales };
+    const qrows rows = { (const uint8_t *)w, k, n, scales };
     gemm_q(W_I8, xq, xd, m, &rows, n, k, y, ldy);
 }
 
