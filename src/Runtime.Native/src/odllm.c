@@ -11,6 +11,8 @@ enum {
     PARALLEL_MIN_WORK = 1 << 16,
     /* Prefill decodes this many f32 floats of weight rows per thread at a time (64 KiB). */
     PANEL_FLOATS = 1 << 14,
+    /* Integer prefill keeps about this many bytes of quantized activations in L2 at a time. */
+    ACT_CHUNK_BYTES = 1 << 20,
 };
 
 struct odllm_context {
@@ -186,20 +188,35 @@ static void matmul_slice(void * arg, int ith, int nth) {
         kt->gemm_f32(job->x, k, m, (const float *)job->w + j0 * k, k, rows, k, job->y + j0, n);
         return;
     }
-    const uint8_t * w8 = job->w;
-    switch (job->w_type) {
-    case ODLLM_TYPE_Q8_0:
-        kt->gemm_q8_0(job->xq, job->xd, m, w8 + j0 * (k / ODLLM_QK * ODLLM_Q8_0_BYTES), rows, k, job->y + j0, n);
+    if (is_integer_type(job->w_type)) {
+        /*
+         * Prefill in chunks of activation rows that stay in L2 (about ACT_CHUNK_BYTES of int8 values) while every
+         * weight tile of this thread passes over them; re-reading the weights once per chunk costs far less than
+         * streaming the whole prompt from L3 again for every four weight rows.
+         */
+        int64_t chunk = (ACT_CHUNK_BYTES / k) & ~(int64_t)1;
+        if (chunk < 2) chunk = 2;
+        const int64_t nb = k / ODLLM_QK;
+        const uint8_t * w8 = job->w;
+        for (int64_t i0 = 0; i0 < m; i0 += chunk) {
+            const int64_t mc = m - i0 < chunk ? m - i0 : chunk;
+            const int8_t * xq = job->xq + i0 * k;
+            const float * xd = job->xd + i0 * nb;
+            float * y = job->y + i0 * n + j0;
+            switch (job->w_type) {
+            case ODLLM_TYPE_Q8_0:
+                kt->gemm_q8_0(xq, xd, mc, w8 + j0 * (nb * ODLLM_Q8_0_BYTES), rows, k, y, n);
+                break;
+            case ODLLM_TYPE_Q4_0:
+                kt->gemm_q4_0(xq, xd, mc, w8 + j0 * (nb * ODLLM_Q4_0_BYTES), rows, k, y, n);
+                break;
+            default:
+                /* INT8, planar: n rows of k int8, then n f32 row scales. */
+                kt->gemm_i8(xq, xd, mc, (const int8_t *)w8 + j0 * k, w8 + n * k + j0 * 4, rows, k, y, n);
+                break;
+            }
+        }
         return;
-    case ODLLM_TYPE_Q4_0:
-        kt->gemm_q4_0(job->xq, job->xd, m, w8 + j0 * (k / ODLLM_QK * ODLLM_Q4_0_BYTES), rows, k, job->y + j0, n);
-        return;
-    case ODLLM_TYPE_INT8:
-        /* Planar: n rows of k int8, then n f32 row scales. */
-        kt->gemm_i8(job->xq, job->xd, m, (const int8_t *)w8 + j0 * k, w8 + n * k + j0 * 4, rows, k, job->y + j0, n);
-        return;
-    default:
-        break;
     }
     const uint16_t * w16 = (const uint16_t *)job->w + j0 * k;
     if (m == 1) {
