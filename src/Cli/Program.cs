@@ -9,6 +9,5 @@ var root = new RootCommand("odllm: run large language models on this device.")
     LogitsCommand.Create(),
     GenerateCommand.Create(),
     BenchCommand.Create(),
-    CudaBenchCommand.Create(),
 };
 return root.Parse(args).Invoke();
