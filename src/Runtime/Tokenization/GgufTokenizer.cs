@@ -19,12 +19,12 @@ internal static class GgufTokenizer
     public const string TokensKey = "tokenizer.ggml.tokens";
 
     // llama.cpp's token types, which are SentencePiece's piece types.
-    private const int Normal = 1, Control = 3, UserDefined = 4, Byte = 6;
+    private const int Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Byte = 6;
 
     /// <summary>The tokenizer part of a GGUF's metadata as a vocab-only GGUF, to embed in a model file.</summary>
     public static TokenizerFiles Extract(GgufMetadata metadata)
     {
-        var keys = metadata.Values.Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal) || kv.Key == "general.architecture");
+        var keys = metadata.Values.Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal) || kv.Key is "general.architecture" or "general.name");
         return new TokenizerFiles(new Dictionary<string, byte[]>(StringComparer.Ordinal) { [FileName] = GgufWriter.MetadataOnly(keys) });
     }
 
@@ -82,7 +82,12 @@ internal static class GgufTokenizer
         proto.Message(3, normalizer);
 
         var spm = SentencePieceModel.Parse(proto.ToArray());
-        return HfBpeBackend.FromSentencePiece(spm, Config(m, tokens, addBosDefault: true));
+        // Control and unknown tokens (BOS/EOS, chat markers such as Phi-3's <|user|>) are matched where the text spells
+        // them, as Hugging Face's fast tokenizers and llama.cpp (parse_special, which it uses for chat prompts) do.
+        var specials = Enumerable.Range(0, tokens.Length).Where(i => types[i] is Control or Unknown)
+            .Select(i => new AddedToken(i, tokens[i], Special: true, RStrip: IsPhi3(m) && tokens[i] is not ("<unk>" or "<s>" or "<|endoftext|>")))
+            .ToArray();
+        return HfBpeBackend.FromSentencePiece(spm, Config(m, tokens, addBosDefault: true, specials));
     }
 
     private static TokenizerBackend ByteLevelBpe(GgufMetadata m, string[] tokens, int[] types)
@@ -152,8 +157,12 @@ internal static class GgufTokenizer
     private const string Llama3Pattern =
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-    /// <summary>A tokenizer_config.json equivalent: BOS/EOS tokens and whether encoding with special tokens adds them.</summary>
-    private static TokenizerConfig Config(GgufMetadata m, string[] tokens, bool addBosDefault)
+    /// <summary>A tokenizer_config.json equivalent: BOS/EOS tokens, whether encoding with special tokens adds them, and special added tokens.</summary>
+    /// <summary>llama.cpp (llama-vocab.cpp) gives Phi-3's special tokens rstrip, as Phi-3's tokenizer.json does.</summary>
+    private static bool IsPhi3(GgufMetadata m) =>
+        m.String("general.architecture") == "phi3" || (m.String("general.name") ?? "").Replace("-", "").Contains("phi3", StringComparison.OrdinalIgnoreCase);
+
+    private static TokenizerConfig Config(GgufMetadata m, string[] tokens, bool addBosDefault, IReadOnlyList<AddedToken>? addedTokens = null)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer))
@@ -165,6 +174,16 @@ internal static class GgufTokenizer
             w.WriteBoolean("clean_up_tokenization_spaces", false);
             if (Id(m, "tokenizer.ggml.bos_token_id", tokens.Length) is int bos) w.WriteString("bos_token", tokens[bos]);
             if (Id(m, "tokenizer.ggml.eos_token_id", tokens.Length) is int eos) w.WriteString("eos_token", tokens[eos]);
+            w.WriteStartObject("added_tokens_decoder");
+            foreach (var t in addedTokens ?? [])
+            {
+                w.WriteStartObject(t.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                w.WriteString("content", t.Content);
+                w.WriteBoolean("special", t.Special);
+                w.WriteBoolean("rstrip", t.RStrip);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
             w.WriteEndObject();
         }
         return TokenizerConfig.Read(new Dictionary<string, byte[]> { ["tokenizer_config.json"] = buffer.ToArray() });

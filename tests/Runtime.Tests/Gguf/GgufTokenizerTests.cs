@@ -154,4 +154,17 @@ public class GgufTokenizerTests
         var files = new Model.TokenizerFiles(new Dictionary<string, byte[]> { [GgufTokenizer.FileName] = GgufWriter.MetadataOnly(metadata) });
         Assert.Equal(expected, TextTokenizer.Load(files).Encode(text, addSpecialTokens: true));
     }
+
+    /// <summary>Chat markers and BOS/EOS/UNK spelled in the text, as llama.cpp (LLamaSharp.Backend.Cpu 0.30.0, parse_special) encodes them.</summary>
+    [Theory]
+    [InlineData("phi-3-tokenizer/ggml-vocab-phi-3.gguf", "<s><|user|>\nHi<|end|>\n<|assistant|>\n", new[] { 1, 32010, 6324, 32007, 32001 })]
+    [InlineData("phi-3-tokenizer/ggml-vocab-phi-3.gguf", "<|system|>\nYou are helpful.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n",
+        new[] { 32006, 887, 526, 8444, 29889, 32007, 32010, 1724, 338, 29871, 29906, 29974, 29906, 29973, 32007, 32001 })]
+    [InlineData("llama2-tokenizer/ggml-vocab-llama-spm.gguf", "Hello</s> world <unk>", new[] { 15043, 2, 29871, 3186, 29871, 0 })]
+    public void SpecialTokensSpelledInTheTextAreMatchedLikeLlamaCpp(string file, string text, int[] expected)
+    {
+        var tok = Tokenizer(Path.Combine(TestPaths.Models, file));
+        Assert.Equal(expected, tok.Encode(text));
+        Assert.All(expected.Where(id => id == 0 || id >= 32000 || id is 1 or 2), id => Assert.True(tok.IsSpecial(id)));
+    }
 }
