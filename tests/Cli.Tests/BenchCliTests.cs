@@ -46,6 +46,16 @@ public class BenchCliTests : IDisposable
             .RootElement.TryGetProperty("tie_word_embeddings", out var tied) && tied.GetBoolean();
 
     [Fact]
+    public void HuggingFaceFolder_IsConvertedInMemoryWithTheScheme()
+    {
+        // The converted copy is unlinked once mapped: its size comes from the mapping, not the file system.
+        var r = CliHarness.Run("bench", Path.Combine(CliHarness.Fixtures, "llama"), "--quant", "q4", "--prompt-tokens", "4",
+            "--gen-tokens", "2", "--threads", "1", "--repeats", "1", "--json").Json();
+        Assert.Equal("q4", r.GetProperty("quant").GetString());
+        Assert.True(r.GetProperty("file_bytes").GetInt64() > r.GetProperty("weight_bytes_per_token").GetInt64());
+    }
+
+    [Fact]
     public void BadArguments_FailCleanly()
     {
         string fixture = Path.Combine(CliHarness.Fixtures, "llama");

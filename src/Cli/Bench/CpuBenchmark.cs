@@ -86,7 +86,7 @@ internal static class CpuBenchmark
             DecodeTokS = genTokens / Median(decode),
             DecodeMatMulShare = Median(matmulShare),
             PeakRssBytes = peakRss,
-            FileBytes = new FileInfo(model.File.Path).Length,
+            FileBytes = model.File.FileSize,
             WeightBytesPerToken = WeightBytesPerToken(model),
             // After the model runs, so the probe's buffer never counts toward the model's peak resident memory.
             ReadBandwidthGbs = ReadBandwidth(threads) / 1e9,
