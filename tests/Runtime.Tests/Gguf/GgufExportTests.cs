@@ -1,6 +1,7 @@
 using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Import.Gguf;
 using OnDeviceLlm.Runtime.Model;
+using OnDeviceLlm.Runtime.Quantization;
 using OnDeviceLlm.Runtime.Tests.Fixtures;
 using Xunit;
 
@@ -59,5 +60,23 @@ public sealed class GgufExportTests : IDisposable
         // Interleaved Q/K rows come back exactly as llama.cpp's converter wrote them.
         foreach (var info in original.Tensors)
             Assert.True(original.GetTensor(info.Name).Bytes.SequenceEqual(written.GetTensor(info.Name).Bytes), info.Name);
+    }
+
+    [Fact]
+    public void QuantizedModelsExportTheirBlocksAsTheyAreAndInt8IsRefused()
+    {
+        string folder = FixtureReference.Load("llama").Folder;
+        string gguf = Path.Combine(_dir, "q4.gguf");
+        using (var q4 = LanguageModel.Load(folder, new LoadOptions { Quantization = QuantizationScheme.Q4 }))
+        {
+            GgufExporter.Write(q4.File, gguf);
+            using var file = GgufFile.Open(gguf);
+            var ffn = q4.File.Find("blk.0.ffn_up.weight")!;
+            Assert.Equal(TensorType.Q4_0, ffn.Type);
+            Assert.True(ffn.Bytes.SequenceEqual(file.GetTensor("blk.0.ffn_up.weight").Bytes));
+        }
+        using var int8 = LanguageModel.Load(folder, new LoadOptions { Quantization = QuantizationScheme.Int8 });
+        var ex = Assert.Throws<UnsupportedModelException>(() => GgufExporter.Write(int8.File, Path.Combine(_dir, "int8.gguf")));
+        Assert.Contains("Int8", ex.Message);
     }
 }
