@@ -25,11 +25,12 @@ namespace OnDeviceLlm.Connector;
 /// ConversationId is rejected with <see cref="NotSupportedException"/>: this client keeps no conversations.
 /// </para>
 /// <para>
-/// JSON: <see cref="ChatResponseFormat.Json"/> asks for a JSON object (its schema, if any, goes into the prompt) and
-/// a JSON grammar masks the logits at every step, so the text is always one valid JSON object; if the token budget
-/// runs out first, the shortest closing text is appended (finish reason Length). Tools use one convention for every
+/// JSON: <see cref="ChatResponseFormat.Json"/> asks for a JSON object and a JSON grammar masks the logits at every
+/// step, so the text is always one valid JSON object; a schema goes into the prompt and into the grammar (the subset
+/// in <c>Tools/SchemaGrammar.cs</c>). If the token budget runs out first, the shortest closing text is appended
+/// (finish reason Length). Tools use one convention for every
 /// family (see <c>Tools/ToolPrompt.cs</c>): with ToolMode Auto the model may answer or call; with RequireAny or
-/// RequireSpecific a grammar forces exactly one well-formed call to an offered tool, returned as
+/// RequireSpecific a grammar forces exactly one call to an offered tool, arguments following its schema, returned as
 /// <see cref="FunctionCallContent"/> with finish reason ToolCalls (no text is streamed for it).
 /// </para>
 /// <para>
@@ -290,8 +291,13 @@ public sealed partial class OnDeviceChatClient : IChatClient
         if (options?.ResponseFormat is ChatResponseFormatJson json)
         {
             instructions = "Reply with a single JSON object and nothing else.";
-            if (json.Schema is JsonElement schema) instructions += " It must follow this JSON Schema: " + schema.GetRawText();
             constraint = () => new JsonGrammar();
+            if (json.Schema is JsonElement schema)
+            {
+                instructions += " It must follow this JSON Schema: " + schema.GetRawText();
+                var node = SchemaNode.Parse(schema);
+                if (node.Kind != SchemaNode.NodeKind.Any) constraint = () => new SchemaGrammar(node);
+            }
         }
         if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return (instructions, constraint, false, null);
 
@@ -304,11 +310,14 @@ public sealed partial class OnDeviceChatClient : IChatClient
         var names = new HashSet<string>(functions.Select(f => f.Name), StringComparer.Ordinal);
         if (options.ToolMode is RequiredChatToolMode required)
         {
-            string[] allowed = required.RequiredFunctionName is string only
-                ? names.Contains(only) ? [only] : throw new ArgumentException($"ToolMode requires '{only}', which is not among ChatOptions.Tools.", nameof(options))
-                : [.. names];
+            var allowed = required.RequiredFunctionName is string only
+                ? names.Contains(only) ? functions.Where(f => f.Name == only).Take(1).ToList() : throw new ArgumentException($"ToolMode requires '{only}', which is not among ChatOptions.Tools.", nameof(options))
+                : functions;
+            string[] allowedNames = [.. allowed.Select(f => f.Name)];
+            // Arguments follow each function's parameter schema, so the call binds; a schema that is not an object accepts any object.
+            SchemaNode?[] schemas = [.. allowed.Select(f => SchemaNode.Parse(f.JsonSchema) is { Kind: SchemaNode.NodeKind.Object } node ? node : null)];
             string describe = ToolPrompt.Describe(functions, required: true);
-            return (Join(instructions, describe), () => new ToolCallGrammar(allowed), true, names);
+            return (Join(instructions, describe), () => new ToolCallGrammar(allowedNames, schemas), true, names);
         }
         return (Join(instructions, ToolPrompt.Describe(functions, required: false)), constraint, false, names);
 

@@ -3,7 +3,7 @@ using System.Text;
 namespace OnDeviceLlm.Connector.Tools;
 
 /// <summary>
-/// RFC 8259 JSON, one top-level object, as a pushdown automaton over characters. Whitespace runs are capped
+/// RFC 8259 JSON, one top-level object (or, for schema leaves, any one value), as a pushdown automaton over characters. Whitespace runs are capped
 /// (<see cref="MaxWhitespaceRun"/>) and nesting is bounded (<see cref="MaxDepth"/>), so a model cannot stall in
 /// indentation or recurse without end; strings may hold any character but controls, with the standard escapes.
 /// </summary>
@@ -27,6 +27,7 @@ internal sealed class JsonGrammar : OutputConstraint
         Done,
     }
 
+    private readonly bool _objectOnly;
     private readonly char[] _stack = new char[MaxDepth];
     private int _depth;
     private S _state = S.Start;
@@ -36,9 +37,21 @@ internal sealed class JsonGrammar : OutputConstraint
     private int _literalAt;
     private int _whitespace;
 
+    /// <param name="objectOnly">True: the text is one object (ResponseFormat.Json); false: any one value.</param>
+    public JsonGrammar(bool objectOnly = true) => _objectOnly = objectOnly;
+
     public override bool IsComplete => _state == S.Done;
 
-    public override OutputConstraint CreateScratch() => new JsonGrammar();
+    /// <summary>Whether the value may end here: complete, or a top-level number that more digits could still extend.</summary>
+    public bool CanEnd => _state == S.Done || (_depth == 0 && _state is S.Zero or S.Int or S.Frac or S.Exp);
+
+    public override OutputConstraint CreateScratch() => new JsonGrammar(_objectOnly);
+
+    /// <summary>Back to the state before any character.</summary>
+    public void Reset()
+    {
+        _depth = 0; _state = S.Start; _stringIsKey = false; _hexLeft = 0; _literal = ""; _literalAt = 0; _whitespace = 0;
+    }
 
     public override void CopyFrom(OutputConstraint other)
     {
@@ -107,7 +120,7 @@ internal sealed class JsonGrammar : OutputConstraint
         switch (_state)
         {
             case S.Start:
-                return c == '{' && Push('{', S.ObjectFirst);
+                return _objectOnly ? c == '{' && Push('{', S.ObjectFirst) : StartValue(c);
             case S.Value:
                 return StartValue(c);
             case S.ArrayFirst:
@@ -204,7 +217,7 @@ internal sealed class JsonGrammar : OutputConstraint
         bool closeString = false;
         switch (state)
         {
-            case S.Start: return "{}";
+            case S.Start: return _objectOnly ? "{}" : "null";
             case S.Escape: sb.Append('n'); closeString = true; break;
             case S.Unicode: sb.Append('0', _hexLeft); closeString = true; break;
             case S.Str: closeString = true; break;

@@ -2,8 +2,9 @@ namespace OnDeviceLlm.Connector.Tools;
 
 /// <summary>
 /// Exactly one call in the generic tool convention, <c>{"tool_calls":[{"name":"NAME","arguments":{…}}]}</c>, compact,
-/// with NAME one of the offered tools and the arguments any JSON object (<see cref="JsonGrammar"/>). Used when the
-/// caller requires a call, so even a model that never saw the convention produces one that parses.
+/// with NAME one of the offered tools and the arguments following that tool's parameter schema
+/// (<see cref="SchemaGrammar"/>; any JSON object when it has none). Used when the caller requires a call, so even a
+/// model that never saw the convention produces one that parses and binds.
 /// </summary>
 internal sealed class ToolCallGrammar : OutputConstraint
 {
@@ -12,14 +13,18 @@ internal sealed class ToolCallGrammar : OutputConstraint
     public const string Suffix = "}]}";
 
     private readonly string[] _names;
+    private readonly SchemaNode?[] _schemas;
+    private readonly OutputConstraint[] _arguments;
+    private int _chosen;
     private readonly char[] _name;
     private int _nameLength;
     private int _phase;   // 0 prefix, 1 name, 2 middle, 3 arguments, 4 suffix, 5 done
     private int _at;      // position within the current literal
     private int _whitespace;
-    private readonly JsonGrammar _arguments = new();
 
-    public ToolCallGrammar(IReadOnlyList<string> names)
+    /// <param name="names">The tools that may be called.</param>
+    /// <param name="schemas">Each tool's parameter schema, parallel to <paramref name="names"/>; null entries (or none) accept any object.</param>
+    public ToolCallGrammar(IReadOnlyList<string> names, IReadOnlyList<SchemaNode?>? schemas = null)
     {
         if (names.Count == 0) throw new ArgumentException("At least one tool name is required.", nameof(names));
         foreach (string n in names)
@@ -28,19 +33,23 @@ internal sealed class ToolCallGrammar : OutputConstraint
                 throw new ArgumentException($"Tool name '{n}' cannot be used: names must be non-empty and free of quotes and backslashes.", nameof(names));
         }
         _names = [.. names];
+        _schemas = schemas is null ? new SchemaNode?[names.Count] : [.. schemas];
+        if (_schemas.Length != _names.Length) throw new ArgumentException("One schema per tool name is required.", nameof(schemas));
+        _arguments = [.. _schemas.Select(OutputConstraint (s) => s is null ? new JsonGrammar() : new SchemaGrammar(s))];
         _name = new char[names.Max(n => n.Length)];
     }
 
     public override bool IsComplete => _phase == 5;
 
-    public override OutputConstraint CreateScratch() => new ToolCallGrammar(_names);
+    public override OutputConstraint CreateScratch() => new ToolCallGrammar(_names, _schemas);
 
     public override void CopyFrom(OutputConstraint other)
     {
         var o = (ToolCallGrammar)other;
         Array.Copy(o._name, _name, o._nameLength);
-        _nameLength = o._nameLength; _phase = o._phase; _at = o._at; _whitespace = o._whitespace;
-        _arguments.CopyFrom(o._arguments);
+        _nameLength = o._nameLength; _phase = o._phase; _at = o._at; _whitespace = o._whitespace; _chosen = o._chosen;
+        // Only the chosen tool's arguments have a state (the others are untouched since construction).
+        if (_phase >= 3) _arguments[_chosen].CopyFrom(o._arguments[_chosen]);
     }
 
     public override bool Feed(char c)
@@ -51,19 +60,24 @@ internal sealed class ToolCallGrammar : OutputConstraint
             case 1:
                 if (c == '"')
                 {
-                    if (!IsName(_nameLength, exact: true)) return false;
+                    int chosen = NameIndex(_nameLength);
+                    if (chosen < 0) return false;
+                    _chosen = chosen;
                     _phase = 2; _at = 1; // the quote is Middle's first character
                     return true;
                 }
                 if (_nameLength == _name.Length) return false;
                 _name[_nameLength] = c;
-                if (!IsName(_nameLength + 1, exact: false)) return false;
+                if (!IsNamePrefix(_nameLength + 1)) return false;
                 _nameLength++;
                 return true;
-            case 2: return Literal(Middle, c);
+            case 2:
+                if (!Literal(Middle, c)) return false;
+                if (_phase == 3) Restart(_arguments[_chosen]);
+                return true;
             case 3:
-                if (!_arguments.Feed(c)) return false;
-                if (_arguments.IsComplete) { _phase = 4; _at = 0; }
+                if (!_arguments[_chosen].Feed(c)) return false;
+                if (_arguments[_chosen].IsComplete) { _phase = 4; _at = 0; }
                 return true;
             case 4: return Literal(Suffix, c);
             default:
@@ -78,26 +92,40 @@ internal sealed class ToolCallGrammar : OutputConstraint
         return true;
     }
 
-    /// <summary>Whether the first <paramref name="length"/> characters of the name buffer begin (or, exact, equal) an offered name.</summary>
-    private bool IsName(int length, bool exact)
+    private static void Restart(OutputConstraint arguments)
+    {
+        if (arguments is JsonGrammar json) json.Reset();
+        else ((SchemaGrammar)arguments).Reset();
+    }
+
+    /// <summary>Whether the first <paramref name="length"/> characters of the name buffer begin an offered name.</summary>
+    private bool IsNamePrefix(int length)
     {
         var typed = _name.AsSpan(0, length);
         foreach (string n in _names)
-        {
-            if (exact ? n.AsSpan().SequenceEqual(typed) : n.AsSpan().StartsWith(typed)) return true;
-        }
+            if (n.AsSpan().StartsWith(typed)) return true;
         return false;
     }
 
+    private int NameIndex(int length)
+    {
+        var typed = _name.AsSpan(0, length);
+        for (int i = 0; i < _names.Length; i++)
+            if (_names[i].AsSpan().SequenceEqual(typed)) return i;
+        return -1;
+    }
+
+    private string MinimalArguments(int tool) => _schemas[tool]?.Minimal() ?? "{}";
+
     public override string Completion()
     {
-        string firstMatch() => _names.First(n => n.AsSpan().StartsWith(_name.AsSpan(0, _nameLength)));
+        int firstMatch() => Array.FindIndex(_names, n => n.AsSpan().StartsWith(_name.AsSpan(0, _nameLength)));
         return _phase switch
         {
-            0 => Prefix[_at..] + _names[0] + Middle + "{}" + Suffix,
-            1 => firstMatch()[_nameLength..] + Middle + "{}" + Suffix,
-            2 => Middle[_at..] + "{}" + Suffix,
-            3 => _arguments.Completion() + Suffix,
+            0 => Prefix[_at..] + _names[0] + Middle + MinimalArguments(0) + Suffix,
+            1 => _names[firstMatch()][_nameLength..] + Middle + MinimalArguments(firstMatch()) + Suffix,
+            2 => Middle[_at..] + MinimalArguments(_chosen) + Suffix,
+            3 => _arguments[_chosen].Completion() + Suffix,
             4 => Suffix[_at..],
             _ => "",
         };
