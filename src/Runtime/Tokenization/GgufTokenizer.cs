@@ -87,7 +87,7 @@ internal static class GgufTokenizer
         var specials = Enumerable.Range(0, tokens.Length).Where(i => types[i] is Control or Unknown)
             .Select(i => new AddedToken(i, tokens[i], Special: true, RStrip: IsPhi3(m) && tokens[i] is not ("<unk>" or "<s>" or "<|endoftext|>")))
             .ToArray();
-        return HfBpeBackend.FromSentencePiece(spm, Config(m, tokens, addBosDefault: true, specials));
+        return HfBpeBackend.FromSentencePiece(spm, Config(m, tokens, specials));
     }
 
     private static TokenizerBackend ByteLevelBpe(GgufMetadata m, string[] tokens, int[] types)
@@ -130,8 +130,7 @@ internal static class GgufTokenizer
             w.WriteEndObject();
         }
         HfBpeBackend? backend = null;
-        // llama.cpp adds BOS by default only for the Llama 3 vocabulary among the byte-level ones.
-        var config = Config(m, tokens, addBosDefault: pre is "llama-bpe" or "llama3" or "llama-v3");
+        var config = Config(m, tokens);
         TokenizerConfig.Parse(m.Path, buffer.ToArray(), root => backend = HfBpeBackend.FromTokenizerJson(root, config));
         return backend!;
     }
@@ -162,13 +161,17 @@ internal static class GgufTokenizer
     private static bool IsPhi3(GgufMetadata m) =>
         m.String("general.architecture") == "phi3" || (m.String("general.name") ?? "").Replace("-", "").Contains("phi3", StringComparison.OrdinalIgnoreCase);
 
-    private static TokenizerConfig Config(GgufMetadata m, string[] tokens, bool addBosDefault, IReadOnlyList<AddedToken>? addedTokens = null)
+    /// <summary>tokenizer.ggml.add_bos_token, else llama.cpp's default: on for SentencePiece and for Llama 3's byte-level vocabulary.</summary>
+    public static bool AddsBos(GgufMetadata m) =>
+        m.Bool("tokenizer.ggml.add_bos_token") ?? (m.String(ModelKey) == "llama" || m.String("tokenizer.ggml.pre") is "llama-bpe" or "llama3" or "llama-v3");
+
+    private static TokenizerConfig Config(GgufMetadata m, string[] tokens, IReadOnlyList<AddedToken>? addedTokens = null)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
-            w.WriteBoolean("add_bos_token", m.Bool("tokenizer.ggml.add_bos_token") ?? addBosDefault);
+            w.WriteBoolean("add_bos_token", AddsBos(m));
             w.WriteBoolean("add_eos_token", m.Bool("tokenizer.ggml.add_eos_token") ?? false);
             // llama.cpp never applies transformers' clean_up_tokenization_spaces.
             w.WriteBoolean("clean_up_tokenization_spaces", false);
@@ -190,7 +193,7 @@ internal static class GgufTokenizer
     }
 
     /// <summary>A token id key; llama.cpp writes -1 (often as uint32) or an out-of-range id for "none".</summary>
-    private static int? Id(GgufMetadata m, string key, int count)
+    internal static int? Id(GgufMetadata m, string key, int count)
     {
         if (!m.Values.TryGetValue(key, out var raw) || raw.Value is ulong and > long.MaxValue) return null;
         long? v = m.Integer(key);

@@ -127,19 +127,13 @@ public static class GgufImporter
     internal static SpecialTokens ReadSpecialTokens(GgufMetadata m, ModelConfig? config)
     {
         int vocab = config?.VocabSize ?? m.Array<string>(GgufTokenizer.TokensKey)?.Length ?? int.MaxValue;
-        int? Id(string key)
-        {
-            if (!m.Values.TryGetValue(key, out var raw) || raw.Value is ulong and > long.MaxValue) return null;
-            long? v = m.Integer(key);
-            return v >= 0 && v < vocab ? (int)v : null;
-        }
+        int? Id(string key) => GgufTokenizer.Id(m, key, vocab);
         int? bos = Id("tokenizer.ggml.bos_token_id");
         var eos = new List<int>();
         // llama.cpp ends generation at EOS and also at the end-of-turn / end-of-message tokens chat models declare.
         foreach (string key in new[] { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id" })
             if (Id(key) is int id && !eos.Contains(id)) eos.Add(id);
-        string model = m.String(GgufTokenizer.ModelKey) ?? "";
-        bool addBos = m.Bool("tokenizer.ggml.add_bos_token") ?? model is "llama";
+        bool addBos = GgufTokenizer.AddsBos(m);
         return new SpecialTokens
         {
             Bos = bos,
