@@ -53,6 +53,14 @@ public sealed class ToolPromptTests
     }
 
     [Fact]
+    public void A_call_that_was_also_streamed_as_text_is_rendered_once()
+    {
+        const string json = "{\"tool_calls\":[{\"name\":\"add\",\"arguments\":{}}]}";
+        var message = new ChatMessage(ChatRole.Assistant, [new TextContent(json), new FunctionCallContent("c1", "add", new Dictionary<string, object?>())]);
+        Assert.Equal(json, ToolPrompt.Rewrite([message], null)[0].Text);
+    }
+
+    [Fact]
     public void The_description_lists_each_tool_with_its_schema()
     {
         var add = AIFunctionFactory.Create((int a, int b) => a + b, "add", "Adds two numbers.");

@@ -53,7 +53,10 @@ internal static class ToolPrompt
             if (calls.Count == 0 && results.Count == 0) { result.Add(m); continue; }
 
             foreach (var call in calls) names[call.CallId] = call.Name;
-            var text = new StringBuilder(m.Text);
+            // Under ToolMode.Auto the call's JSON was also streamed as text; render it once.
+            string own = m.Text;
+            if (calls.Count > 0 && own.TrimStart().StartsWith("{\"tool_calls\"", StringComparison.Ordinal)) own = "";
+            var text = new StringBuilder(own);
             if (calls.Count > 0)
             {
                 if (text.Length > 0) text.Append('\n');
