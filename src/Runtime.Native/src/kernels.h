@@ -47,6 +47,13 @@ typedef struct odllm_kernel_table {
                     int64_t n, int64_t k, float * y, int64_t ldy);
 } odllm_kernel_table;
 
+/* Kernel templates take their shape as constant arguments and must be specialized at every call. */
+#if defined(_MSC_VER)
+#  define ODLLM_ALWAYS_INLINE __forceinline
+#else
+#  define ODLLM_ALWAYS_INLINE inline __attribute__((always_inline))
+#endif
+
 /* Values per quantization block, of weights (Q8_0, Q4_0) and of activations. */
 #define ODLLM_QK 32
 #define ODLLM_Q8_0_BYTES 34

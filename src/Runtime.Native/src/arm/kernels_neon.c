@@ -179,13 +179,11 @@ typedef struct qrows {
 } qrows;
 
 static inline float load_half(const uint8_t * p) {
-    __fp16 h;
-    memcpy(&h, p, sizeof h);
-    return (float)h;
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(odllm_load_u16(p)))), 0);
 }
 
 /* Block b of weight row r as values 0..15 and 16..31, and its scale (int8: 1, the row scale comes last). */
-static inline __attribute__((always_inline)) void load_w(int kind, const qrows * w, int64_t r, int64_t b,
+static ODLLM_ALWAYS_INLINE void load_w(int kind, const qrows * w, int64_t r, int64_t b,
                                                          int8x16_t * lo, int8x16_t * hi, float * scale) {
     const uint8_t * row = w->base + r * w->stride;
     if (kind == W_Q8_0) {
@@ -207,7 +205,7 @@ static inline __attribute__((always_inline)) void load_w(int kind, const qrows *
     }
 }
 
-static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
+static ODLLM_ALWAYS_INLINE void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
                                                          int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
     float32x4_t acc_lo[2][4], acc_hi[2][4];
@@ -243,7 +241,7 @@ static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int N
     }
 }
 
-static inline __attribute__((always_inline)) void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
+static ODLLM_ALWAYS_INLINE void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
                                                          const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
     int64_t j = 0;

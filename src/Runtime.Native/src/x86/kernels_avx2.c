@@ -186,11 +186,12 @@ static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
         const float idb = db != 0.0f ? 1.0f / db : 0.0f;
         d[b] = db;
         const __m256 id = _mm256_set1_ps(idb);
-        const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), mode));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), mode));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), mode));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), mode));
+#define ODLLM_NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), ODLLM_NEAREST));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), ODLLM_NEAREST));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), ODLLM_NEAREST));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), ODLLM_NEAREST));
+#undef ODLLM_NEAREST
         __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
         _mm256_storeu_si256((__m256i *)(q + b * ODLLM_QK), _mm256_permutevar8x32_epi32(packed, perm));
     }
@@ -245,7 +246,7 @@ static inline const uint8_t * block_at(int kind, const qrows * w, int64_t r, int
 }
 
 /* Block b of weight row r as 32 bytes: signed values (Q8_0, int8) or Q4_0's raw nibbles 0..15. */
-static inline __attribute__((always_inline)) __m256i load_w(int kind, const uint8_t * block) {
+static ODLLM_ALWAYS_INLINE __m256i load_w(int kind, const uint8_t * block) {
     if (kind == W_Q8_0) return _mm256_loadu_si256((const __m256i *)(block + 2));
     if (kind == W_Q4_0) {
         const __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2));
@@ -261,7 +262,7 @@ static inline __attribute__((always_inline)) __m256i load_w(int kind, const uint
  * activation rows, each activation block once per NR weight rows, and the NR block scales are converted together.
  * One 8-lane accumulator per output and hsum's order make this exactly kernels.h's contract.
  */
-static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
+static ODLLM_ALWAYS_INLINE void tile_q(int kind, int MR, int NR, const int8_t * xq, const float * xd,
                                                          int64_t k, const qrows * w, int64_t j, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
     /*
@@ -288,9 +289,10 @@ static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int N
         /* c = dw·dx for all NR rows at once: the same f32 products as one at a time. int8: c = dx. */
         __m128 dw = _mm_set1_ps(1.0f);
         if (kind != W_I8) {
-            __m128i h = _mm_cvtsi32_si128(odllm_load_u16(blocks[0]));
-            for (int r = 1; r < NR; r++) h = _mm_insert_epi16(h, odllm_load_u16(blocks[r]), r);
-            dw = _mm_cvtph_ps(h);
+            /* Packed in a general register: no immediate lane index, and one move into the vector unit. */
+            uint64_t halves = 0;
+            for (int r = 0; r < NR; r++) halves |= (uint64_t)odllm_load_u16(blocks[r]) << (16 * r);
+            dw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)halves));
         }
         for (int r = 0; r < NR; r++) {
             const __m256i wv = load_w(kind, blocks[r]);
@@ -308,7 +310,7 @@ static inline __attribute__((always_inline)) void tile_q(int kind, int MR, int N
     }
 }
 
-static inline __attribute__((always_inline)) void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
+static ODLLM_ALWAYS_INLINE void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
                                                          const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
     int64_t j = 0;
