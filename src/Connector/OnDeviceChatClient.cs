@@ -29,7 +29,8 @@ namespace OnDeviceLlm.Connector;
 /// step, so the text is always one valid JSON object; a schema goes into the prompt and into the grammar (the subset
 /// in <c>Tools/SchemaGrammar.cs</c>). If the token budget runs out first, the shortest closing text is appended
 /// (finish reason Length). Tools use one convention for every
-/// family (see <c>Tools/ToolPrompt.cs</c>): with ToolMode Auto the model may answer or call; with RequireAny or
+/// family (see <c>Tools/ToolPrompt.cs</c>): with ToolMode Auto the model may answer or call (an answer that begins
+/// as a call is held back and finished under the call grammar); with RequireAny or
 /// RequireSpecific a grammar forces exactly one call to an offered tool, arguments following its schema, returned as
 /// <see cref="FunctionCallContent"/> with finish reason ToolCalls (no text is streamed for it).
 /// </para>
@@ -237,9 +238,13 @@ public sealed partial class OnDeviceChatClient : IChatClient
     }
 
     // Constraint creates the grammar the output must follow (null = free text); HideText marks a forced tool call,
-    // returned as FunctionCallContent rather than streamed; ToolNames are the tools an answer may call (null = none).
+    // returned as FunctionCallContent rather than streamed; ToolNames are the tools an answer may call (null = none);
+    // CallConstraint (ToolMode.Auto) is the call grammar that takes over once an answer starts as a call.
     private sealed record Request(int[] Prompt, SamplingOptions Sampling, int MaxOutputTokens, IReadOnlyList<string> StopSequences,
-        Func<OutputConstraint>? Constraint, bool HideText, IReadOnlySet<string>? ToolNames);
+        Func<OutputConstraint>? Constraint, bool HideText, IReadOnlySet<string>? ToolNames, Func<OutputConstraint>? CallConstraint);
+
+    private sealed record OutputPlan(string? Instructions, Func<OutputConstraint>? Constraint, bool HideText = false,
+        IReadOnlySet<string>? ToolNames = null, Func<OutputConstraint>? CallConstraint = null);
 
     private sealed record Outcome(ChatFinishReason FinishReason, GenerationStats Stats, List<FunctionCallContent>? Calls);
 
@@ -269,8 +274,8 @@ public sealed partial class OnDeviceChatClient : IChatClient
         int? max = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
         if (max is <= 0) throw new ArgumentOutOfRangeException(nameof(options), max, $"MaxOutputTokens must be positive, but it is {max}.");
 
-        var (instructions, constraint, hideText, toolNames) = OutputRules(options);
-        var stops = new List<string>(constraint is null ? Template.StopSequences : []);
+        var plan = OutputRules(options);
+        var stops = new List<string>(plan.Constraint is null ? Template.StopSequences : []);
         if (options?.StopSequences is { } extra)
         {
             foreach (string s in extra)
@@ -279,12 +284,12 @@ public sealed partial class OnDeviceChatClient : IChatClient
                 stops.Add(s);
             }
         }
-        var (_, prompt) = RenderPrompt(ToolPrompt.Rewrite(list, instructions));
-        return new Request(prompt, sampling, max ?? int.MaxValue, stops, constraint, hideText, toolNames);
+        var (_, prompt) = RenderPrompt(ToolPrompt.Rewrite(list, plan.Instructions));
+        return new Request(prompt, sampling, max ?? int.MaxValue, stops, plan.Constraint, plan.HideText, plan.ToolNames, plan.CallConstraint);
     }
 
     /// <summary>What ResponseFormat and Tools/ToolMode ask of the answer: prompt instructions, a grammar, how calls come back.</summary>
-    private static (string? Instructions, Func<OutputConstraint>? Constraint, bool HideText, IReadOnlySet<string>? ToolNames) OutputRules(ChatOptions? options)
+    private static OutputPlan OutputRules(ChatOptions? options)
     {
         string? instructions = null;
         Func<OutputConstraint>? constraint = null;
@@ -299,7 +304,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
                 if (node.Kind != SchemaNode.NodeKind.Any) constraint = () => new SchemaGrammar(node);
             }
         }
-        if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return (instructions, constraint, false, null);
+        if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return new OutputPlan(instructions, constraint);
 
         var functions = new List<AIFunctionDeclaration>(tools.Count);
         foreach (var tool in tools)
@@ -313,13 +318,19 @@ public sealed partial class OnDeviceChatClient : IChatClient
             var allowed = required.RequiredFunctionName is string only
                 ? names.Contains(only) ? functions.Where(f => f.Name == only).Take(1).ToList() : throw new ArgumentException($"ToolMode requires '{only}', which is not among ChatOptions.Tools.", nameof(options))
                 : functions;
-            string[] allowedNames = [.. allowed.Select(f => f.Name)];
-            // Arguments follow each function's parameter schema, so the call binds; a schema that is not an object accepts any object.
-            SchemaNode?[] schemas = [.. allowed.Select(f => SchemaNode.Parse(f.JsonSchema) is { Kind: SchemaNode.NodeKind.Object } node ? node : null)];
-            string describe = ToolPrompt.Describe(functions, required: true);
-            return (Join(instructions, describe), () => new ToolCallGrammar(allowedNames, schemas), true, names);
+            return new OutputPlan(Join(instructions, ToolPrompt.Describe(functions, required: true)), CallGrammar(allowed), HideText: true, names);
         }
-        return (Join(instructions, ToolPrompt.Describe(functions, required: false)), constraint, false, names);
+        // A JSON response format and optional calls cannot both constrain the text; the format wins.
+        return new OutputPlan(Join(instructions, ToolPrompt.Describe(functions, required: false)), constraint, ToolNames: names,
+            CallConstraint: constraint is null ? CallGrammar(functions) : null);
+
+        // Arguments follow each function's parameter schema, so the call binds; a schema that is not an object accepts any object.
+        static Func<OutputConstraint> CallGrammar(IReadOnlyList<AIFunctionDeclaration> allowed)
+        {
+            string[] allowedNames = [.. allowed.Select(f => f.Name)];
+            SchemaNode?[] schemas = [.. allowed.Select(f => SchemaNode.Parse(f.JsonSchema) is { Kind: SchemaNode.NodeKind.Object } node ? node : null)];
+            return () => new ToolCallGrammar(allowedNames, schemas);
+        }
 
         static string Join(string? a, string b) => a is null ? b : a + "\n" + b;
     }
@@ -407,6 +418,9 @@ public sealed partial class OnDeviceChatClient : IChatClient
         var text = new TextStream(_model.RequireTokenizer(), request.StopSequences);
         var grammar = request.Constraint is { } create ? new ConstrainedDecoding(TokenTexts(), create()) : null;
         var answer = request.ToolNames is null ? null : new System.Text.StringBuilder();
+        // ToolMode.Auto: text that may still turn out to be a call is held back; once it is one, it is hidden and the
+        // call grammar takes over from where the model is, so the call completes well formed.
+        var detector = request.CallConstraint is null ? null : new CallDetector();
 
         cancellationToken.ThrowIfCancellationRequested();
         session.Prefill(prompt.AsSpan(keep)).CopyTo(logits);
@@ -435,6 +449,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
         Emit(text.Flush());
         // Out of budget inside the required format: close it, so the caller still gets a well-formed answer.
         if (grammar is not null && !grammar.IsComplete) Emit(grammar.Completion());
+        if (detector is { Deciding: true }) Write(detector.Release());
         long end = Stopwatch.GetTimestamp();
         var stats = new GenerationStats(prompt.Length, produced, keep, Stopwatch.GetElapsedTime(start, first),
             GenerationStats.Rate(produced - 1, first, end));
@@ -444,10 +459,15 @@ public sealed partial class OnDeviceChatClient : IChatClient
             calls = parsed;
             finish = ChatFinishReason.ToolCalls;
         }
+        else if (detector is { IsCall: true })
+        {
+            // It began as a call but does not parse (written its own way, then cut short): show it as text.
+            Write(detector.Release());
+        }
         else if (request.HideText && answer is not null)
         {
-            // The grammar makes this unreachable; if it ever is, the text is better than nothing.
-            writer.TryWrite(answer.ToString());
+            // A forced call always parses; should one ever not, the text is better than nothing.
+            Write(answer.ToString());
         }
         return new Outcome(finish, stats, calls);
 
@@ -455,7 +475,21 @@ public sealed partial class OnDeviceChatClient : IChatClient
         {
             if (piece.Length == 0) return;
             answer?.Append(piece);
-            if (!request.HideText) writer.TryWrite(piece);
+            if (request.HideText) return;
+            if (detector is null) { Write(piece); return; }
+            bool wasDeciding = detector.Deciding;
+            Write(detector.Push(piece));
+            if (wasDeciding && detector.IsCall)
+            {
+                var call = request.CallConstraint!();
+                // The model may have begun the call its own way (with spaces, say); then it goes on unconstrained.
+                if (call.FeedAll(detector.CallText)) grammar = new ConstrainedDecoding(TokenTexts(), call);
+            }
+        }
+
+        void Write(string piece)
+        {
+            if (piece.Length > 0) writer.TryWrite(piece);
         }
     }
 

@@ -72,3 +72,38 @@ public sealed class ToolPromptTests
         Assert.Contains("{\"tool_calls\":[{\"name\":\"<tool name>\",\"arguments\":{<arguments>}}]}", text);
     }
 }
+
+public sealed class CallDetectorTests
+{
+    [Fact]
+    public void A_call_is_held_back_entirely()
+    {
+        var d = new CallDetector();
+        Assert.Equal("", d.Push("  {"));
+        Assert.Equal("", d.Push("\"tool"));
+        Assert.Equal("", d.Push("_calls\":[{\"name\""));
+        Assert.True(d.IsCall);
+        Assert.Equal("", d.Push(":\"add\"}]}"));
+        Assert.Equal("{\"tool_calls\":[{\"name\":\"add\"}]}", d.CallText);
+    }
+
+    [Theory]
+    [InlineData(new[] { "{", "\"answer\":1}" }, new[] { "", "{\"answer\":1}" })]
+    [InlineData(new[] { "Hello", " world" }, new[] { "Hello", " world" })]
+    [InlineData(new[] { " ", "{\"tool", "s\":2}" }, new[] { "", "", " {\"tools\":2}" })]
+    public void Other_text_is_released_as_soon_as_it_diverges(string[] pieces, string[] shown)
+    {
+        var d = new CallDetector();
+        Assert.Equal(shown, pieces.Select(d.Push).ToArray());
+        Assert.False(d.IsCall);
+        Assert.False(d.Deciding);
+    }
+
+    [Fact]
+    public void Text_still_undecided_at_the_end_is_released()
+    {
+        var d = new CallDetector();
+        Assert.Equal("", d.Push("{\"tool"));
+        Assert.Equal("{\"tool", d.Release());
+    }
+}

@@ -146,6 +146,28 @@ public sealed class ToolsAndJsonTests(ChatModelFixture fixture) : IClassFixture<
             new ChatOptions { Tools = [weather], ToolMode = ChatToolMode.RequireSpecific("nope") }));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task Under_auto_tool_mode_an_answer_that_is_not_a_call_streams_as_text(int seed)
+    {
+        using var client = fixture.CreateClient();
+        var tool = AIFunctionFactory.Create(() => "noon", "get_time", "Gets the time.");
+        var options = new ChatOptions { Tools = [tool], ToolMode = ChatToolMode.Auto, Temperature = 1f, Seed = seed, MaxOutputTokens = 30 };
+        ChatMessage[] ask = [new(ChatRole.User, "Hello?")];
+
+        var response = await client.GetResponseAsync(ask, options);
+        var streamed = new StringBuilder();
+        await foreach (var u in client.GetStreamingResponseAsync(ask, options)) streamed.Append(u.Text);
+
+        Assert.NotEqual(ChatFinishReason.ToolCalls, response.FinishReason);
+        Assert.Empty(response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>());
+        Assert.True(response.Text.Length > 0);
+        Assert.Equal(response.Text, streamed.ToString());
+        // The tools were described to the model.
+        Assert.True(response.Usage!.InputTokenCount > client.RenderPrompt(ask).Ids.Length + 50);
+    }
+
     [Fact]
     public async Task Function_invocation_round_trip_under_UseFunctionInvocation()
     {
