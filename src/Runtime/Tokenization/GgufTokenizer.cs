@@ -142,15 +142,22 @@ internal static class GgufTokenizer
         string json = pre switch
         {
             "default" or "gpt-2" => byteLevel,
-            "llama-bpe" or "llama3" or "llama-v3" => """{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"""
-                + "\"" + JsonEncodedText.Encode(Llama3Pattern).Value + "\""
-                + """},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}""",
+            "llama-bpe" or "llama3" or "llama-v3" => SplitThenByteLevel(Llama3Pattern),
+            "qwen2" => SplitThenByteLevel(Qwen2Pattern),
             "falcon" => """{"type":"Sequence","pretokenizers":[{"type":"Punctuation","behavior":"Contiguous"},""" + byteLevel
                         + """,{"type":"Digits","individual_digits":false},{"type":"Split","pattern":{"Regex":"[0-9][0-9][0-9]"},"behavior":"Isolated","invert":false}]}""",
-            _ => throw new TokenizerException($"{path}: the GGUF pre-tokenizer \"{pre}\" is not supported (supported: default, gpt-2, falcon, llama-bpe)."),
+            _ => throw new TokenizerException($"{path}: the GGUF pre-tokenizer \"{pre}\" is not supported (supported: default, gpt-2, falcon, llama-bpe, qwen2)."),
         };
         w.WriteRawValue(json);
     }
+
+    private static string SplitThenByteLevel(string pattern) =>
+        """{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":""" + "\"" + JsonEncodedText.Encode(pattern).Value + "\""
+        + """},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"use_regex":false}]}""";
+
+    /// <summary>Qwen 2's split: Llama 3's with single digits (its tokenizer.json; llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2).</summary>
+    private const string Qwen2Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>Llama 3's pre-tokenizer split (its tokenizer.json; llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3).</summary>
     private const string Llama3Pattern =

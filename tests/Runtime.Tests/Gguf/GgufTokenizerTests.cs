@@ -139,18 +139,20 @@ public class GgufTokenizerTests
     }
 
     /// <summary>
-    /// Llama 3's pre-tokenizer ("llama-bpe": its split regex, ignore_merges, BOS by default) on GPT-2's vocabulary;
-    /// the ids are what llama.cpp (LLamaSharp.Backend.Cpu 0.30.0) produced for the same file.
+    /// Llama 3's ("llama-bpe": split regex, ignore_merges, BOS by default) and Qwen 2's pre-tokenizers on GPT-2's
+    /// vocabulary; the ids are what llama.cpp (LLamaSharp.Backend.Cpu 0.30.0) produced for the same files.
     /// </summary>
     [Theory]
-    [InlineData("I'LL pay 1234567 dollars", new[] { 50256, 40, 6, 3069, 1414, 220, 10163, 29228, 22, 5054 })]
-    [InlineData("Hello\n\n\n   world!!", new[] { 50256, 15496, 628, 198, 220, 220, 995, 3228 })]
-    [InlineData("  leading and trailing  ", new[] { 50256, 220, 3756, 290, 25462, 220, 220 })]
-    [InlineData("don't stop", new[] { 50256, 9099, 470, 2245 })]
-    public void Llama3PreTokenizerMatchesLlamaCpp(string text, int[] expected)
+    [InlineData("llama-bpe", "I'LL pay 1234567 dollars", new[] { 50256, 40, 6, 3069, 1414, 220, 10163, 29228, 22, 5054 })]
+    [InlineData("llama-bpe", "Hello\n\n\n   world!!", new[] { 50256, 15496, 628, 198, 220, 220, 995, 3228 })]
+    [InlineData("llama-bpe", "  leading and trailing  ", new[] { 50256, 220, 3756, 290, 25462, 220, 220 })]
+    [InlineData("llama-bpe", "don't stop", new[] { 50256, 9099, 470, 2245 })]
+    [InlineData("qwen2", "I'LL pay 1234567 dollars", new[] { 40, 6, 3069, 1414, 220, 16, 17, 18, 19, 20, 21, 22, 5054 })]
+    [InlineData("qwen2", "Hello\n\n\n   world!!", new[] { 15496, 628, 198, 220, 220, 995, 3228 })]
+    public void ByteLevelPreTokenizersMatchLlamaCpp(string pre, string text, int[] expected)
     {
         using var gpt2 = GgufFile.Open(Path.Combine(TestPaths.Models, "gpt2-tokenizer", "ggml-vocab-gpt-2.gguf"));
-        var metadata = gpt2.Metadata.Values.Select(kv => kv.Key == "tokenizer.ggml.pre" ? new(kv.Key, new GgufValue(GgufValueType.String, "llama-bpe")) : kv);
+        var metadata = gpt2.Metadata.Values.Select(kv => kv.Key == "tokenizer.ggml.pre" ? new(kv.Key, new GgufValue(GgufValueType.String, pre)) : kv);
         var files = new Model.TokenizerFiles(new Dictionary<string, byte[]> { [GgufTokenizer.FileName] = GgufWriter.MetadataOnly(metadata) });
         Assert.Equal(expected, TextTokenizer.Load(files).Encode(text, addSpecialTokens: true));
     }
