@@ -22,7 +22,8 @@ namespace OnDeviceLlm.Connector;
 /// FrequencyPenalty, PresencePenalty, ModelId (must name this client's model), ResponseFormat, Tools with ToolMode,
 /// and in AdditionalProperties <c>min_p</c> (float in [0, 1]) and <c>repetition_penalty</c> (float &gt; 0, HF
 /// semantics). Settings left unset come from <see cref="OnDeviceChatClientOptions.DefaultSampling"/>.
-/// ConversationId is rejected with <see cref="NotSupportedException"/>: this client keeps no conversations.
+/// ConversationId follows the stateful contract: every response carries one, and a caller that passes it back
+/// sends only its new messages (the client keeps the conversation, bounded by MaxConversations).
 /// </para>
 /// <para>
 /// JSON: <see cref="ChatResponseFormat.Json"/> asks for a JSON object and a JSON grammar masks the logits at every
@@ -35,8 +36,9 @@ namespace OnDeviceLlm.Connector;
 /// <see cref="FunctionCallContent"/> with finish reason ToolCalls (no text is streamed for it).
 /// </para>
 /// <para>
-/// Requests are served one at a time in arrival order (a model has one KV cache here); concurrent callers
-/// wait their turn. Generation runs on a thread-pool thread, so a caller's synchronization context is never
+/// Requests are served one at a time in arrival order (one forward pass at a time); concurrent callers wait their
+/// turn. KV caches of earlier requests are kept (KvCacheMemoryLimit, least recently used evicted) and a prompt
+/// continues the one it shares the longest prefix with. Generation runs on a thread-pool thread, so a caller's synchronization context is never
 /// blocked. A stream's final update carries <see cref="UsageContent"/> and, in AdditionalProperties,
 /// <see cref="TimeToFirstTokenKey"/> (milliseconds) and <see cref="TokensPerSecondKey"/>; GetResponseAsync puts
 /// them in the response's AdditionalProperties.
@@ -157,8 +159,8 @@ public sealed partial class OnDeviceChatClient : IChatClient
         string responseId = "odllm-" + Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow;
         var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task<Outcome> producer;
         try
         {
@@ -212,7 +214,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
             // next request finds the model free and the cache consistent.
             stop.Cancel();
             try { await producer.ConfigureAwait(false); }
-            catch (Exception) when (producer.IsCompleted) { /* already surfaced through the channel */ }
+            catch (Exception) { /* its exception already reached the caller through the channel */ }
             stop.Dispose();
         }
     }
