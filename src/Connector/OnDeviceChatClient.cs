@@ -362,10 +362,12 @@ public sealed partial class OnDeviceChatClient : IChatClient
     private Outcome Produce(Request request, ChannelWriter<string> writer, CancellationToken cancellationToken)
     {
         long start = Stopwatch.GetTimestamp();
+        using var activity = OnDeviceLlmActivity.Start(ModelId, request.Prompt.Length);
         try
         {
             var outcome = GenerateWithKeptCache(request, writer, cancellationToken, start);
             writer.TryComplete();
+            OnDeviceLlmActivity.Stop(activity, outcome.Stats, outcome.FinishReason.Value);
             _metrics.Record(ModelId, outcome.Stats);
             LogRequest(_logger, ModelId, outcome.Stats.InputTokens, outcome.Stats.ReusedTokens, outcome.Stats.OutputTokens,
                 outcome.Stats.TimeToFirstToken?.TotalMilliseconds ?? 0, outcome.Stats.DecodeTokensPerSecond ?? 0, outcome.FinishReason.Value);
@@ -373,10 +375,8 @@ public sealed partial class OnDeviceChatClient : IChatClient
         }
         catch (Exception ex)
         {
-            if (ex is not OperationCanceledException)
-            {
-                LogFailure(_logger, ModelId, ex);
-            }
+            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            if (ex is not OperationCanceledException) LogFailure(_logger, ModelId, ex);
             writer.TryComplete(ex);
             throw;
         }

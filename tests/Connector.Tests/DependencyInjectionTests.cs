@@ -169,6 +169,28 @@ public sealed class DependencyInjectionTests
         }
     }
 
+    [Fact]
+    public async Task Each_generation_is_traced_with_its_token_counts()
+    {
+        var activities = new ConcurrentQueue<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = s => s.Name == OnDeviceLlmActivity.SourceName,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activities.Enqueue,
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        using var model = TestModels.LoadChatModel();
+        using var client = new OnDeviceChatClient(model, new OnDeviceChatClientOptions { ModelId = "traced" });
+
+        var response = await client.GetResponseAsync(Hello, Greedy(4));
+
+        var activity = Assert.Single(activities, a => (string?)a.GetTagItem("gen_ai.request.model") == "traced");
+        Assert.Equal(response.Usage!.InputTokenCount, Convert.ToInt64(activity.GetTagItem("gen_ai.usage.input_tokens")));
+        Assert.Equal(4L, Convert.ToInt64(activity.GetTagItem("gen_ai.usage.output_tokens")));
+        Assert.Equal("length", activity.GetTagItem("gen_ai.response.finish_reasons"));
+    }
+
     private sealed class ListLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
     {
         public ILogger CreateLogger(string categoryName) => new ListLogger(lines);
