@@ -79,4 +79,36 @@ public sealed class GgufExportTests : IDisposable
         var ex = Assert.Throws<UnsupportedModelException>(() => GgufExporter.Write(int8.File, Path.Combine(_dir, "int8.gguf")));
         Assert.Contains("Int8", ex.Message);
     }
+
+    /// <summary>
+    /// llama.cpp's qwen2 is Llama (optionally with q/k/v biases) whose Q/K rows stay in rotate-half order: the llama
+    /// fixture's tensors written unpermuted under qwen2.* keys must still match transformers.
+    /// </summary>
+    [Fact]
+    public void Qwen2GgufIsReadAsLlamaWithoutTheRopePermutation()
+    {
+        var r = FixtureReference.Load("llama");
+        string gguf = Path.Combine(_dir, "qwen2.gguf");
+        using (var source = LanguageModel.Load(r.Folder))
+        {
+            var c = source.Config;
+            var metadata = new List<KeyValuePair<string, GgufValue>>
+            {
+                GgufTestFiles.Kv("general.architecture", "qwen2"),
+                GgufTestFiles.Kv("qwen2.context_length", (uint)c.ContextLength),
+                GgufTestFiles.Kv("qwen2.embedding_length", (uint)c.HiddenSize),
+                GgufTestFiles.Kv("qwen2.block_count", (uint)c.NumLayers),
+                GgufTestFiles.Kv("qwen2.feed_forward_length", (uint)c.IntermediateSize),
+                GgufTestFiles.Kv("qwen2.attention.head_count", (uint)c.NumHeads),
+                GgufTestFiles.Kv("qwen2.attention.head_count_kv", (uint)c.NumKvHeads),
+                GgufTestFiles.Kv("qwen2.attention.layer_norm_rms_epsilon", c.NormEps),
+                GgufTestFiles.Kv("qwen2.rope.freq_base", c.RopeTheta),
+            };
+            var tensors = source.File.Tensors.Select(t => (t.Name, t.Shape.Reverse().ToArray(), GgmlTypes.FromTensorType(t.Type))).ToList();
+            File.WriteAllBytes(gguf, GgufTestFiles.Build(metadata, tensors, (name, _) => source.File.Find(name)!.Bytes.ToArray()));
+        }
+        using var model = LanguageModel.Load(gguf, new LoadOptions { Backend = KernelBackend.Managed });
+        Assert.Equal("llama", model.Config.Architecture);
+        FixtureTests.AssertMatchesReference(model, r);
+    }
 }

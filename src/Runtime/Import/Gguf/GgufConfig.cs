@@ -10,7 +10,11 @@ namespace OnDeviceLlm.Runtime.Import.Gguf;
 /// </summary>
 internal static class GgufConfig
 {
-    public static IReadOnlyList<string> Supported { get; } = ["llama", "gemma", "gemma2", "phi2", "falcon", "stablelm"];
+    /// <summary>The families the forward pass implements, named as llama.cpp names them.</summary>
+    public static IReadOnlyList<string> Families { get; } = ["llama", "gemma", "gemma2", "phi2", "falcon", "stablelm"];
+
+    /// <summary>What the importer reads: the families, and Qwen 2, which is Llama with q/k/v biases and rotate-half RoPE.</summary>
+    public static IReadOnlyList<string> Supported { get; } = [.. Families, "qwen2"];
 
     public static ModelConfig Read(GgufFile file)
     {
@@ -20,6 +24,7 @@ internal static class GgufConfig
                 $"{file.Path}: GGUF architecture \"{arch}\" is not supported; supported: {string.Join(", ", Supported)}. Convert the original Hugging Face checkpoint instead.");
         var m = file.Metadata;
         string a = arch + ".";
+        string family = arch == "qwen2" ? "llama" : arch;
         RequireNoRopeScaling(file, a);
         int hidden = m.RequireInt(a + "embedding_length"), heads = m.RequireInt(a + "attention.head_count");
         int? keyLength = m.Int(a + "attention.key_length");
@@ -38,11 +43,11 @@ internal static class GgufConfig
         int rotary = m.Int(a + "rope.dimension_count") ?? headDim;
         if (rotary > headDim || rotary % 2 != 0)
             throw new ModelFormatException(file.Path, $"{a}rope.dimension_count {rotary} is not an even number up to the head size {headDim}.");
-        bool layerNorm = arch is "phi2" or "falcon" or "stablelm";
+        bool layerNorm = family is "phi2" or "falcon" or "stablelm";
 
         var config = new ModelConfig
         {
-            Architecture = arch,
+            Architecture = family,
             VocabSize = VocabSize(file, a),
             HiddenSize = hidden,
             NumLayers = layers,
@@ -54,9 +59,9 @@ internal static class GgufConfig
             // Gemma's (1 + w) norms are stored by llama.cpp's converter with the 1 added, so they are plain RMSNorm here.
             Norm = layerNorm ? NormKind.LayerNorm : NormKind.RmsNorm,
             NormEps = m.Float(a + (layerNorm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon")) ?? 1e-5f,
-            Activation = arch switch { "gemma" or "gemma2" or "phi2" => Activation.GeluTanh, "falcon" => Activation.GeluErf, _ => Activation.Silu },
-            FeedForward = arch is "phi2" or "falcon" ? FeedForwardKind.Plain : FeedForwardKind.Gated,
-            Layout = arch switch
+            Activation = family switch { "gemma" or "gemma2" or "phi2" => Activation.GeluTanh, "falcon" => Activation.GeluErf, _ => Activation.Silu },
+            FeedForward = family is "phi2" or "falcon" ? FeedForwardKind.Plain : FeedForwardKind.Gated,
+            Layout = family switch
             {
                 "phi2" or "falcon" => BlockLayout.Parallel,
                 "gemma2" => BlockLayout.Sandwich,
@@ -67,14 +72,14 @@ internal static class GgufConfig
             Positions = PositionEncoding.Rope,
             RotaryDim = rotary,
             RopeTheta = m.Float(a + "rope.freq_base") ?? 10000f,
-            ScaleEmbeddings = arch is "gemma" or "gemma2",
+            ScaleEmbeddings = family is "gemma" or "gemma2",
             AttentionScale = 1f / MathF.Sqrt(headDim),
             QkNorm = file.Contains(TensorNames.Layer(0, TensorNames.AttnQNorm)),
             TiedEmbeddings = !file.Contains(TensorNames.Output),
         };
-        if (arch == "llama" && rotary != headDim)
+        if (family == "llama" && rotary != headDim)
             throw new UnsupportedModelException($"{file.Path}: {a}rope.dimension_count {rotary} is not the head size {headDim}; partial rotary llama models are not supported.");
-        if (arch != "gemma2") return config;
+        if (family != "gemma2") return config;
 
         int window = m.Int(a + "attention.sliding_window") ?? 0;
         return config with

@@ -23,7 +23,7 @@ public static class GgufExporter
     {
         ArgumentNullException.ThrowIfNull(model);
         var c = model.Config;
-        if (!GgufConfig.Supported.Contains(c.Architecture))
+        if (!GgufConfig.Families.Contains(c.Architecture))
             throw new UnsupportedModelException($"{model.Path}: architecture {c.Architecture} has no llama.cpp equivalent.");
         var metadata = Metadata(model);
         var outputs = Tensors(model);

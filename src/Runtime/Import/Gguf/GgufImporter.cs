@@ -43,7 +43,7 @@ public static class GgufImporter
             var type = GgmlTypes.ToTensorType(info.Type)
                 ?? (GgufDequantize.Supports(info.Type) ? TensorType.Q8_0
                     : throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read (supported: F32, F16, BF16, Q8_0, Q4_0, and Q4_1, Q5_0, Q5_1, Q2_K…Q6_K converted to Q8_0); convert the original checkpoint instead."));
-            foreach (var (name, pieces, rows) in Map(info.Name, config, file.Contains))
+            foreach (var (name, pieces, rows) in Map(info.Name, config, file.Contains, interleavedRope: file.Architecture == "llama"))
             {
                 if (!expected.TryGetValue(name, out var e))
                     throw new UnsupportedModelException($"{file.Path}: tensor {info.Name} is not used by the {config.Architecture} architecture as configured (an unsupported model option?).");
@@ -66,7 +66,7 @@ public static class GgufImporter
     /// The canonical tensors a GGUF tensor becomes: itself, or (for a fused attn_qkv) q, k and v, each with the
     /// rows it takes; <c>Rows</c> is the fused tensor's row count when it is split.
     /// </summary>
-    private static IEnumerable<(string Name, IReadOnlyList<RowSlice> Pieces, long? Rows)> Map(string name, ModelConfig c, Func<string, bool> has)
+    private static IEnumerable<(string Name, IReadOnlyList<RowSlice> Pieces, long? Rows)> Map(string name, ModelConfig c, Func<string, bool> has, bool interleavedRope)
     {
         if (Suffix(name, "attn_qkv.weight", out string layer) || Suffix(name, "attn_qkv.bias", out layer))
         {
@@ -91,7 +91,8 @@ public static class GgufImporter
             yield return (layer + (name.EndsWith(".bias", StringComparison.Ordinal) ? TensorNames.FfnNormBias : TensorNames.FfnNorm), [RowSlice.All(name)], null);
             yield break;
         }
-        yield return (name, c.Architecture == "llama" && IsRotary(name) ? Unpermute(name, c) : [RowSlice.All(name)], null);
+        // Only llama.cpp's "llama" stores Q/K for interleaved RoPE; its qwen2 and the other families use rotate-half (NeoX) as we do.
+        yield return (name, interleavedRope && IsRotary(name) ? Unpermute(name, c) : [RowSlice.All(name)], null);
     }
 
     private static bool Suffix(string name, string suffix, out string layer)
