@@ -37,6 +37,38 @@ public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : 
     }
 
     [Fact]
+    public async Task Concurrent_callers_that_cancel_at_random_leave_the_others_and_the_caches_intact()
+    {
+        using var probe = fixture.CreateClient();
+        using var client = fixture.CreateClient(new OnDeviceChatClientOptions { KvCacheMemoryLimit = 3 * probe.KvCacheBytes });
+        var expected = new string[8];
+        for (int i = 0; i < 8; i++) expected[i] = (await client.GetResponseAsync(Conversation(i), Options(i))).Text;
+        var random = new Random(5);
+        var tasks = new List<Task<string?>>();
+        for (int round = 0; round < 3; round++)
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                int k = i;
+                bool cancel = random.Next(3) == 0;
+                int after = random.Next(0, 30);
+                tasks.Add(Task.Run(async () =>
+                {
+                    using var cts = new CancellationTokenSource();
+                    if (cancel) cts.CancelAfter(after);
+                    try { return (await client.GetResponseAsync(Conversation(k), Options(k), cts.Token)).Text; }
+                    catch (OperationCanceledException) when (cancel) { return null; }
+                }));
+            }
+        }
+        var results = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Contains(null, results);
+        for (int t = 0; t < results.Length; t++)
+            if (results[t] is string text) Assert.Equal(expected[t % 8], text);
+        for (int i = 0; i < 8; i++) Assert.Equal(expected[i], (await client.GetResponseAsync(Conversation(i), Options(i))).Text);
+    }
+
+    [Fact]
     public async Task Cancellation_stops_generation_within_one_token_and_the_client_stays_usable()
     {
         using var client = fixture.CreateClient();
