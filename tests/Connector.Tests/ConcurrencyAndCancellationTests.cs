@@ -62,7 +62,7 @@ public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : 
             }
         }
         var results = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromMinutes(2));
-        Assert.Contains(null, results);
+        Assert.True(results.Any(r => r is null), "no request was cancelled, so this run proved nothing about cancellation");
         for (int t = 0; t < results.Length; t++)
             if (results[t] is string text) Assert.Equal(expected[t % 8], text);
         for (int i = 0; i < 8; i++) Assert.Equal(expected[i], (await client.GetResponseAsync(Conversation(i), Options(i))).Text);
