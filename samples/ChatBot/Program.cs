@@ -6,6 +6,7 @@ using OnDeviceLlm.Samples.ChatBot;
 // Usage: dotnet run --project samples/ChatBot -- [model.odlm | model.gguf | hf-folder] [--max-tokens N] [--temperature T]
 // With no model argument it uses stories260K (a 260K-parameter Llama trained on children's stories, from
 // ../shared/models next to the repository): it writes little stories whatever you say, but needs no download.
+// Where that is missing too, it builds a tiny random-weight model and says so: noise, but the program runs.
 string? modelPath = null;
 var options = new ChatOptions { MaxOutputTokens = 256 };
 for (int i = 0; i < args.Length; i++)
@@ -32,13 +33,15 @@ for (int i = 0; i < args.Length; i++)
 
 if (modelPath is null)
 {
-    modelPath = DefaultModel.Find();
-    if (modelPath is null)
+    modelPath = DefaultModel.FindStories();
+    if (modelPath is not null)
+        Console.WriteLine($"No model given: using stories260K ({modelPath}), a 260K-parameter model trained on children's stories. It answers with short stories.");
+    else
     {
-        Console.Error.WriteLine("No model given, and the default (stories260K.gguf in ../shared/models/stories260K next to the repository) was not found. Pass a model path.");
-        return 2;
+        modelPath = DefaultModel.CreateSynthetic(Path.Combine(Path.GetTempPath(), "odllm-chatbot-demo.odlm"));
+        Console.WriteLine($"No model given and stories260K (../shared beside the repository) is not here: using a tiny RANDOM-WEIGHT demo model ({modelPath}).");
+        Console.WriteLine("Its answers are noise; it only shows the machinery. Pass a real model (.odlm, .gguf or a Hugging Face folder) to chat.");
     }
-    Console.WriteLine($"No model given: using stories260K ({modelPath}), a 260K-parameter story model. It answers with short children's stories.");
 }
 
 LanguageModel model;

@@ -93,3 +93,19 @@ public sealed class ChatBotSampleTests
         public override Task<string?> ReadLineAsync() => ReadLineAsync(CancellationToken.None).AsTask();
     }
 }
+
+public sealed class ChatBotDefaultModelTests
+{
+    [Fact]
+    public async Task The_built_in_demo_model_loads_and_chats()
+    {
+        string path = DefaultModel.CreateSynthetic(Path.Combine(TestModels.ScratchRoot, "demo.odlm"));
+        using var model = OnDeviceLlm.Runtime.LanguageModel.Load(path);
+        Assert.Equal(257, model.RequireTokenizer().VocabSize);
+        Assert.Equal("héllo 😀", model.RequireTokenizer().Decode(model.RequireTokenizer().Encode("héllo 😀").ToArray()));
+        using var client = new OnDeviceChatClient(model);
+        var output = new StringWriter();
+        await new ChatBotSession(client, output, new Microsoft.Extensions.AI.ChatOptions { MaxOutputTokens = 8, Temperature = 0f }).RunAsync(new StringReader("Hi\n"));
+        Assert.Contains("[8 tokens", output.ToString());
+    }
+}
