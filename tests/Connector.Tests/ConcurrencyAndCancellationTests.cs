@@ -97,7 +97,8 @@ public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : 
     {
         using var client = fixture.CreateClient();
         int sampled = 0;
-        client.TokenSampled = n => sampled = n;
+        // Slowed to at least 2 ms a token, so the 400 tokens cannot all be made before the caller's exit is noticed.
+        client.TokenSampled = n => { sampled = n; Thread.Sleep(2); };
         await foreach (var update in client.GetStreamingResponseAsync(Conversation(2), new ChatOptions { Temperature = 0f, MaxOutputTokens = 400 }))
         {
             if (update.Text.Length > 0) break;
