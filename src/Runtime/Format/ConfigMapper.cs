@@ -53,9 +53,9 @@ internal static class ConfigMapper
         return Fb.Config.EndConfig(builder);
     }
 
-    public static ModelConfig Read(Fb.Config table)
+    public static ModelConfig Read(string path, Fb.Config table, int headerBytes)
     {
-        var sliding = new bool[table.SlidingLayersLength];
+        var sliding = new bool[Header.Count(path, table.SlidingLayersLength, 1, headerBytes, "sliding layer")];
         for (int i = 0; i < sliding.Length; i++) sliding[i] = table.SlidingLayers(i);
 
         // The required members start at zero only to satisfy the initializer; the loop sets each one.

@@ -69,33 +69,37 @@ internal sealed record Header(
         return builder.SizedByteArray();
     }
 
-    /// <summary>Reads a header that the generated verifier has accepted.</summary>
-    public static Header Read(string path, Fb.Model model)
+    /// <summary>
+    /// Reads a header from a bounds-checked buffer: a corrupt offset makes the FlatBuffers accessors throw, which
+    /// <see cref="ModelFile"/> turns into a <see cref="ModelFormatException"/>; every list length is checked
+    /// against the header size before anything is allocated for it.
+    /// </summary>
+    public static Header Read(string path, Fb.Model model, int headerBytes)
     {
-        var c = model.Config!.Value;
-        var s = model.Special!.Value;
-        var p = model.Provenance!.Value;
+        var c = model.Config ?? throw Missing(path, "config");
+        var s = model.Special ?? throw Missing(path, "special tokens");
+        var p = model.Provenance ?? throw Missing(path, "provenance");
 
-        var eos = new int[s.EosIdsLength];
+        var eos = new int[Count(path, s.EosIdsLength, 4, headerBytes, "EOS id")];
         for (int i = 0; i < eos.Length; i++) eos[i] = s.EosIds(i);
         var special = new SpecialTokens { Bos = s.BosId, Eos = eos, Pad = s.PadId, AddBos = s.AddBos, ChatTemplate = s.ChatTemplate };
 
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        for (int i = 0; i < model.TokenizerLength; i++)
+        for (int i = 0; i < Count(path, model.TokenizerLength, 4, headerBytes, "tokenizer file"); i++)
         {
-            var f = model.Tokenizer(i)!.Value;
-            if (!files.TryAdd(f.Name, f.GetBytesArray() ?? []))
+            var f = model.Tokenizer(i) ?? throw Missing(path, "tokenizer file entry");
+            if (!files.TryAdd(f.Name ?? throw Missing(path, "tokenizer file name"), f.GetBytesArray() ?? []))
                 throw new ModelFormatException(path, $"the tokenizer file '{f.Name}' is embedded twice.");
         }
 
-        var tensors = new TensorEntry[model.TensorsLength];
+        var tensors = new TensorEntry[Count(path, model.TensorsLength, 4, headerBytes, "tensor")];
         for (int i = 0; i < tensors.Length; i++)
         {
-            var t = model.Tensors(i)!.Value;
-            var shape = new long[t.ShapeLength];
+            var t = model.Tensors(i) ?? throw Missing(path, "tensor entry");
+            var shape = new long[Count(path, t.ShapeLength, 8, headerBytes, "tensor shape")];
             // A dimension above long.MaxValue turns negative here and is rejected as non-positive.
             for (int d = 0; d < shape.Length; d++) shape[d] = unchecked((long)t.Shape(d));
-            tensors[i] = new TensorEntry(t.Name, (TensorType)t.Dtype, shape, t.BlockSize, t.Offset, t.ByteLength);
+            tensors[i] = new TensorEntry(t.Name ?? throw Missing(path, "tensor name"), (TensorType)t.Dtype, shape, t.BlockSize, t.Offset, t.ByteLength);
         }
 
         var provenance = new Provenance(p.Source ?? "", p.ConverterVersion ?? "", p.Quantization ?? "")
@@ -103,6 +107,15 @@ internal sealed record Header(
             Created = DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(p.CreatedUnixMs,
                 DateTimeOffset.MinValue.ToUnixTimeMilliseconds(), DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())),
         };
-        return new Header(model.FormatVersion, ConfigMapper.Read(c), special, new TokenizerFiles(files), provenance, tensors);
+        return new Header(model.FormatVersion, ConfigMapper.Read(path, c, headerBytes), special, new TokenizerFiles(files), provenance, tensors);
     }
+
+    /// <summary>A list length from the header, refused when its entries could not fit in the header at all.</summary>
+    internal static int Count(string path, int length, int entryBytes, int headerBytes, string what) =>
+        length >= 0 && (long)length * entryBytes <= headerBytes
+            ? length
+            : throw new ModelFormatException(path, $"the header claims {length} {what} entries, more than its {headerBytes} bytes can hold; the file is corrupt.");
+
+    private static ModelFormatException Missing(string path, string what) =>
+        new(path, $"the header has no {what}; the file is corrupt.");
 }

@@ -115,15 +115,21 @@ public sealed unsafe class ModelFile : ITensorSource, IDisposable
 
         // Google.FlatBuffers reads only from managed arrays, so the header (never the weights) is copied once.
         var bytes = new ReadOnlySpan<byte>(@base, (int)headerEnd).ToArray();
-        var buffer = new ByteBuffer(bytes);
-        if (!new Verifier(buffer).VerifyBuffer(ModelFormat.Identifier, true, Fb.ModelVerify.Verify))
-            throw new ModelFormatException(path, "the header is not a valid FlatBuffer; the file is corrupt.");
-        buffer.Position = 4;
-        var model = Fb.Model.GetRootAsModel(buffer);
-
-        if (model.FormatVersion != ModelFormat.Version)
-            throw new ModelFormatException(path, $"the file has format version {model.FormatVersion}, but this runtime reads version {ModelFormat.Version}.");
-        return Header.Read(path, model);
+        // Google.FlatBuffers 25.2.10's generated Verifier rejects every valid buffer with a table past 32 KiB
+        // (google/flatbuffers#8937), which any real tokenizer exceeds. Its ByteBuffer bounds-checks every read, so a
+        // corrupt header surfaces as an out-of-range exception while reading, and Header.Read bounds every allocation.
+        var buffer = new ByteBuffer(bytes) { Position = 4 };
+        try
+        {
+            var model = Fb.Model.GetRootAsModel(buffer);
+            if (model.FormatVersion != ModelFormat.Version)
+                throw new ModelFormatException(path, $"the file has format version {model.FormatVersion}, but this runtime reads version {ModelFormat.Version}.");
+            return Header.Read(path, model, bytes.Length);
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException or InvalidOperationException)
+        {
+            throw new ModelFormatException(path, "the header is not a valid FlatBuffer; the file is corrupt.", e);
+        }
     }
 
     private static ModelTensor[] Validate(string path, Header header, byte* @base, long headerEnd, long fileSize)

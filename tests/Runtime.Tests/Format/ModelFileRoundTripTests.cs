@@ -55,6 +55,28 @@ public sealed class ModelFileRoundTripTests : IDisposable
         }
     }
 
+    /// <summary>Real tokenizers put tables far past 32 KiB into the header, where FlatBuffers' C# verifier used to reject them.</summary>
+    [Fact]
+    public void AMultiMegabyteTokenizerAndThousandsOfTensorsSurviveAWriteAndOpen()
+    {
+        string path = _dir.File("big-header.odlm");
+        var tokenizer = new TokenizerFiles(new Dictionary<string, byte[]>
+        {
+            ["tokenizer.json"] = File.ReadAllBytes(Path.Combine(TestPaths.Models, "llama2-tokenizer", "tokenizer.json")),
+            ["tokenizer_config.json"] = File.ReadAllBytes(Path.Combine(TestPaths.Models, "llama2-tokenizer", "tokenizer_config.json")),
+        });
+        var config = FormatTestModels.Config() with { NumLayers = 200, SlidingWindow = 0, SlidingLayers = [] };
+        var tensors = FormatTestModels.Tensors(config);
+        ModelWriter.Write(path, config, FormatTestModels.Special(), tokenizer, FormatTestModels.Provenance(), FormatTestModels.ToWrite(tensors));
+
+        using var model = ModelFile.Open(path);
+        Assert.True(tensors.Count > 2000, $"only {tensors.Count} tensors");
+        Assert.Equal(tokenizer.Files["tokenizer.json"], model.Tokenizer.Files["tokenizer.json"]);
+        Assert.Equal(tensors.Select(t => t.Name), model.Tensors.Select(t => t.Name));
+        var last = tensors[^1];
+        Assert.True(model.Get(last.Name).Bytes.SequenceEqual(last.Data));
+    }
+
     [Fact]
     public void AbsentOptionalSpecialTokensStayAbsentAndAnExplicitCreationTimeIsKept()
     {

@@ -48,6 +48,26 @@ public class HuggingFaceImportTests : IDisposable
     }
 
     [Fact]
+    public void TokenizerFiles_AreEmbeddedVerbatimInTheModelFile()
+    {
+        string folder = CopyFixture("llama", _ => { });
+        string tokenizerFolder = Path.Combine(TestPaths.Models, "llama2-tokenizer");
+        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json" })
+            File.Copy(Path.Combine(tokenizerFolder, name), Path.Combine(folder, name));
+        string path = Path.Combine(_temp, "with-tokenizer.odlm");
+        OnDeviceLlm.Runtime.Conversion.ModelConverter.Convert(folder, path, OnDeviceLlm.Runtime.Quantization.QuantizationScheme.Source);
+        File.Delete(Path.Combine(folder, "tokenizer.json")); // the model file alone must carry it
+
+        using var model = LanguageModel.Load(path);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(tokenizerFolder, "tokenizer.json")), model.File.Tokenizer.Files["tokenizer.json"]);
+        var direct = OnDeviceLlm.Runtime.Tokenization.TextTokenizer.LoadFromPath(tokenizerFolder);
+        const string text = "Hello world, this is a test of the embedded tokenizer.";
+        Assert.Equal(direct.Encode(text), model.Tokenizer!.Encode(text));
+        Assert.True(model.Special.AddBos);
+        Assert.Equal([model.Special.Bos!.Value, .. direct.Encode(text)], model.EncodePrompt(text));
+    }
+
+    [Fact]
     public void UnknownArchitecture_NamesIt()
     {
         string folder = CopyFixture("llama", c => c["model_type"] = "mamba");
