@@ -353,7 +353,10 @@ internal sealed class HfBpeBackend : TokenizerBackend
     {
         if (vocab.Count == 0) throw new TokenizerException($"{file}: the vocabulary is empty.");
         var normalizer = new HfNormalizer(steps, pre.Metaspace, pre.MetaspacePrepend, pre.ByteLevel, pre.ByteLevelPrefixSpace);
-        var preTokenizer = new HfPreTokenizer(pre.Stages.ToArray(), pre.ByteLevel, pre.OriginalTextStages);
+        char wordStart = pre.Metaspace ?? '\u2581';
+        bool cutAtWordStarts = HfPreTokenizer.NoMergeCrossesWordStart(wordStart, vocab, merges, ignoreMerges,
+            hasAffixes: !string.IsNullOrEmpty(continuingSubwordPrefix) || !string.IsNullOrEmpty(endOfWordSuffix));
+        var preTokenizer = new HfPreTokenizer(pre.Stages.ToArray(), pre.ByteLevel, pre.OriginalTextStages, cutAtWordStarts ? wordStart : null);
         bool useUnk = unk is not null && vocab.ContainsKey(unk);
         BpeTokenizer bpe;
         try

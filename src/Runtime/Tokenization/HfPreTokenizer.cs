@@ -125,13 +125,53 @@ internal sealed class HfPreTokenizer : PreTokenizer
     private readonly PreTokenizerStage[] _stages;
     private readonly int _originalTextStages;
     private readonly bool _byteLevel;
+    private readonly char? _wordStart;
 
     /// <param name="originalTextStages">For byte-level models, how many leading stages see the original text.</param>
-    public HfPreTokenizer(PreTokenizerStage[] stages, bool byteLevel, int originalTextStages)
+    /// <param name="wordStart">
+    /// SentencePiece-style models have no pre-tokenizer, so the whole text would be merged as one word, which the
+    /// library does in time quadratic in its length. Given the word-start char (▁), every piece is also cut before
+    /// each ▁ that follows another char; the caller passes it only when <see cref="NoMergeCrossesWordStart"/> proved
+    /// that no merge can join across such a cut, so the ids are unchanged.
+    /// </param>
+    public HfPreTokenizer(PreTokenizerStage[] stages, bool byteLevel, int originalTextStages, char? wordStart = null)
     {
         _stages = stages;
         _byteLevel = byteLevel;
         _originalTextStages = byteLevel ? originalTextStages : 0;
+        _wordStart = wordStart;
+    }
+
+    /// <summary>
+    /// Whether a cut between a char other than <paramref name="wordStart"/> and a following <paramref name="wordStart"/>
+    /// is invisible to BPE. A token spanning the cut could only come from a merge whose left part ends in another
+    /// char and whose right part starts with the word-start char; without such a merge the pair at the cut is never
+    /// in the merge table, so the merges on either side happen exactly as they would in the whole text (the
+    /// priority order inside each side is unchanged). The word-start char must be in the vocabulary, or it could
+    /// be fused with an unknown char before it; prefixes and suffixes that depend on the word's position rule it out.
+    /// With <paramref name="wholeWordsFirst"/> (ignore_merges) a word found whole in the vocabulary skips merging,
+    /// so no vocabulary entry may span a cut either.
+    /// </summary>
+    public static bool NoMergeCrossesWordStart(char wordStart, IReadOnlyDictionary<string, int> vocab, List<string> merges, bool wholeWordsFirst,
+        bool hasAffixes)
+    {
+        if (hasAffixes || !vocab.ContainsKey(wordStart.ToString())) return false;
+        foreach (string merge in merges)
+        {
+            int space = merge.IndexOf(' ');
+            if (space > 0 && space + 1 < merge.Length && merge[space - 1] != wordStart && merge[space + 1] == wordStart) return false;
+        }
+        if (wholeWordsFirst)
+            foreach (string token in vocab.Keys)
+                if (HasCut(token, wordStart)) return false;
+        return true;
+    }
+
+    private static bool HasCut(string s, char wordStart)
+    {
+        for (int i = 1; i < s.Length; i++)
+            if (s[i] == wordStart && s[i - 1] != wordStart) return true;
+        return false;
     }
 
     public override IEnumerable<(int Offset, int Length)> PreTokenize(string text) => PreTokenize(text.AsSpan());
@@ -141,7 +181,7 @@ internal sealed class HfPreTokenizer : PreTokenizer
         var pieces = new List<(int Offset, int Length)>();
         if (text.IsEmpty) return pieces;
         pieces.Add((0, text.Length));
-        if (_stages.Length == 0) return pieces;
+        if (_stages.Length == 0 && _wordStart is null) return pieces;
         var next = new List<(int Offset, int Length)>();
         var scratch = new List<(int Start, int End)>();
         int stage = 0;
@@ -152,7 +192,31 @@ internal sealed class HfPreTokenizer : PreTokenizer
             _stages[stage].Split(text, pieces, next, scratch);
             (pieces, next) = (next, pieces);
         }
+        if (_wordStart is char wordStart)
+        {
+            next.Clear();
+            foreach ((int offset, int length) in pieces) CutBeforeWordStarts(text, offset, offset + length, wordStart, next);
+            pieces = next;
+        }
         return pieces;
+    }
+
+    private static void CutBeforeWordStarts(ReadOnlySpan<char> text, int start, int end, char wordStart, List<(int Offset, int Length)> output)
+    {
+        int from = start + 1;
+        while (from < end)
+        {
+            int found = text.Slice(from, end - from).IndexOf(wordStart);
+            if (found < 0) break;
+            int cut = from + found;
+            if (text[cut - 1] != wordStart)
+            {
+                output.Add((start, cut - start));
+                start = cut;
+            }
+            from = cut + 1;
+        }
+        output.Add((start, end - start));
     }
 
     private void RunOnOriginalText(ReadOnlySpan<char> byteText, ref List<(int, int)> pieces, ref List<(int, int)> next, List<(int, int)> scratch, ref int stage)
