@@ -27,11 +27,14 @@ internal sealed record DecoderSpec(bool ByteLevel, (string From, string To)[] Re
 /// tokenizer.json's normalizers and pre-tokenizer sequences (given to it as <see cref="HfNormalizer"/> and
 /// <see cref="HfPreTokenizer"/>), added tokens matched anywhere in the text, byte fallback (it emits the unknown
 /// token, which we replace by the character's &lt;0xNN&gt; tokens), the post-processor template, and decoding of
-/// added tokens outside the model vocabulary and of byte-fallback tokens.
+/// added tokens outside the model vocabulary and of byte-fallback tokens. Words of <see cref="LongWordBpe.MinLength"/>
+/// chars or more are merged by <see cref="LongWordBpe"/>, with the library's result, because the library takes time
+/// quadratic in a word's length.
 /// </summary>
 internal sealed class HfBpeBackend : TokenizerBackend
 {
     private readonly BpeTokenizer _bpe;
+    private readonly LongWordBpe? _longWords;
     private readonly HfNormalizer _normalizer;
     private readonly HfPreTokenizer _preTokenizer;
     private readonly AddedTokenMatcher? _rawAddedTokens;
@@ -51,10 +54,11 @@ internal sealed class HfBpeBackend : TokenizerBackend
     private readonly int _stripLeadingSpaces;
     private readonly bool _cleanUpSpaces;
 
-    private HfBpeBackend(BpeTokenizer bpe, HfNormalizer normalizer, HfPreTokenizer preTokenizer, Dictionary<string, int> vocab,
+    private HfBpeBackend(BpeTokenizer bpe, LongWordBpe? longWords, HfNormalizer normalizer, HfPreTokenizer preTokenizer, Dictionary<string, int> vocab,
         List<AddedToken> added, int[] unmatchedSpecialIds, bool ignoreMerges, string? unkToken, bool byteFallback, int[] prefix, int[] suffix, DecoderSpec decoder)
     {
         _bpe = bpe;
+        _longWords = longWords;
         _normalizer = normalizer;
         _preTokenizer = preTokenizer;
         _vocab = vocab;
@@ -154,6 +158,38 @@ internal sealed class HfBpeBackend : TokenizerBackend
 
     private void EncodeModel(ReadOnlySpan<char> text, bool considerPreTokenization, List<int> ids)
     {
+        if (_longWords is null || text.Length < LongWordBpe.MinLength)
+        {
+            EncodeWithLibrary(text, considerPreTokenization, ids);
+            return;
+        }
+        if (!considerPreTokenization)
+        {
+            EncodeLongWord(text, ids);
+            return;
+        }
+        // Word by word, as the library would, so that a word too long for the library's merge loop can be taken out.
+        foreach ((int offset, int length) in _preTokenizer.PreTokenize(text))
+        {
+            ReadOnlySpan<char> word = text.Slice(offset, length);
+            if (length >= LongWordBpe.MinLength) EncodeLongWord(word, ids);
+            else EncodeWithLibrary(word, considerPreTokenization: false, ids);
+        }
+    }
+
+    private void EncodeLongWord(ReadOnlySpan<char> word, List<int> ids)
+    {
+        var tokens = new List<(int Id, int Start, int Length)>();
+        _longWords!.Encode(word, tokens);
+        foreach ((int id, int start, int length) in tokens)
+        {
+            if (id == _unkId && _byteFallbackIds is not null) AppendByteFallback(word.Slice(start, length), ids);
+            else ids.Add(id);
+        }
+    }
+
+    private void EncodeWithLibrary(ReadOnlySpan<char> text, bool considerPreTokenization, List<int> ids)
+    {
         IReadOnlyList<int> result = _bpe.EncodeToIds(text, considerPreTokenization, considerNormalization: false);
         if (_byteFallbackIds is null || !Contains(result, _unkId))
         {
@@ -163,17 +199,23 @@ internal sealed class HfBpeBackend : TokenizerBackend
         // Byte fallback: the library reports characters missing from the vocabulary as the unknown token; each
         // becomes the <0xNN> tokens of its UTF-8 bytes, as Hugging Face's BPE with byte_fallback does.
         IReadOnlyList<EncodedToken> tokens = _bpe.EncodeToTokens(text, out _, considerPreTokenization, considerNormalization: false);
-        Span<byte> utf8 = stackalloc byte[8];
         foreach (EncodedToken token in tokens)
         {
             if (token.Id != _unkId) { ids.Add(token.Id); continue; }
             (int offset, int length) = token.Offset.GetOffsetAndLength(text.Length);
-            int n = Encoding.UTF8.GetBytes(text.Slice(offset, length), utf8);
-            bool allBytesKnown = true;
-            for (int i = 0; i < n; i++) allBytesKnown &= _byteFallbackIds[utf8[i]] != _unkId;
-            if (!allBytesKnown) { ids.Add(_unkId); continue; }
-            for (int i = 0; i < n; i++) ids.Add(_byteFallbackIds[utf8[i]]);
+            AppendByteFallback(text.Slice(offset, length), ids);
         }
+    }
+
+    /// <summary>An unknown char (unknown tokens are never fused under byte fallback) as its UTF-8 bytes' tokens, or the unknown token if a byte has none.</summary>
+    private void AppendByteFallback(ReadOnlySpan<char> unknown, List<int> ids)
+    {
+        Span<byte> utf8 = stackalloc byte[8];
+        int n = Encoding.UTF8.GetBytes(unknown, utf8);
+        bool allBytesKnown = true;
+        for (int i = 0; i < n; i++) allBytesKnown &= _byteFallbackIds![utf8[i]] != _unkId;
+        if (!allBytesKnown) { ids.Add(_unkId); return; }
+        for (int i = 0; i < n; i++) ids.Add(_byteFallbackIds![utf8[i]]);
     }
 
     private static bool Contains(IReadOnlyList<int> list, int value)
@@ -378,7 +420,11 @@ internal sealed class HfBpeBackend : TokenizerBackend
         {
             throw new TokenizerException($"{file}: the BPE model is inconsistent ({ex.Message}).", ex);
         }
-        return new HfBpeBackend(bpe, normalizer, preTokenizer, vocab, added, unmatchedSpecialIds, ignoreMerges, useUnk ? unk : null, byteFallback, prefix, suffix, decoder);
+        // Position-dependent affixes change a word's symbols, which LongWordBpe does not model; such vocabularies keep the library's merging.
+        LongWordBpe? longWords = string.IsNullOrEmpty(continuingSubwordPrefix) && string.IsNullOrEmpty(endOfWordSuffix)
+            ? LongWordBpe.Create(vocab, merges, useUnk ? vocab[unk!] : -1, fuseUnknown: !byteFallback && fuseUnk)
+            : null;
+        return new HfBpeBackend(bpe, longWords, normalizer, preTokenizer, vocab, added, unmatchedSpecialIds, ignoreMerges, useUnk ? unk : null, byteFallback, prefix, suffix, decoder);
     }
 
     /// <summary>
