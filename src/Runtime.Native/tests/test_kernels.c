@@ -553,8 +553,22 @@ static void test_concurrent_callers(void) {
     free(x); free(w); free(expected);
 }
 
+/* Under qemu each emulated core must select its own dispatch level; CMake names the one expected. */
+static void test_dispatch_level(void) {
+    const char * expected = getenv("ODLLM_EXPECT_BACKEND");
+    if (expected == NULL) return;
+    odllm_context_params params = odllm_context_default_params();
+    odllm_context * ctx = NULL;
+    CHECK(odllm_context_create(&params, &ctx) == ODLLM_OK, "create the default context");
+    if (ctx == NULL) return;
+    CHECK(strcmp(odllm_context_backend(ctx), expected) == 0, "dispatch chose %s, expected %s", odllm_context_backend(ctx), expected);
+    printf("dispatch level: %s\n", odllm_context_backend(ctx));
+    odllm_context_free(ctx);
+}
+
 int main(void) {
     test_validation();
+    test_dispatch_level();
     create_backends();
     test_shapes();
     test_exhaustive_decode(ODLLM_TYPE_F16);
