@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -35,6 +37,9 @@ internal sealed class HfBpeBackend : TokenizerBackend
 {
     private readonly BpeTokenizer _bpe;
     private readonly LongWordBpe? _longWords;
+    private readonly ConcurrentDictionary<string, int[]> _words = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _wordLookup;
+    private int _wordCount;
     private readonly HfNormalizer _normalizer;
     private readonly HfPreTokenizer _preTokenizer;
     private readonly AddedTokenMatcher? _rawAddedTokens;
@@ -59,6 +64,7 @@ internal sealed class HfBpeBackend : TokenizerBackend
     {
         _bpe = bpe;
         _longWords = longWords;
+        _wordLookup = _words.GetAlternateLookup<ReadOnlySpan<char>>();
         _normalizer = normalizer;
         _preTokenizer = preTokenizer;
         _vocab = vocab;
@@ -173,8 +179,28 @@ internal sealed class HfBpeBackend : TokenizerBackend
         {
             ReadOnlySpan<char> word = text.Slice(offset, length);
             if (length >= LongWordBpe.MinLength) EncodeLongWord(word, ids);
-            else EncodeWithLibrary(word, considerPreTokenization: false, ids);
+            else EncodeShortWord(word, ids);
         }
+    }
+
+    private const int CachedWordLength = 24, CachedWordCount = 100_000;
+
+    /// <summary>
+    /// A word through the library, its ids kept: one library call per word costs more than the whole-text call it
+    /// replaces, but words repeat, and a lookup is cheaper than either. The cache stops growing at a bound.
+    /// </summary>
+    private void EncodeShortWord(ReadOnlySpan<char> word, List<int> ids)
+    {
+        bool cacheable = word.Length <= CachedWordLength;
+        if (cacheable && _wordLookup.TryGetValue(word, out int[]? known))
+        {
+            ids.AddRange(known);
+            return;
+        }
+        int before = ids.Count;
+        EncodeWithLibrary(word, considerPreTokenization: false, ids);
+        if (cacheable && Volatile.Read(ref _wordCount) < CachedWordCount && _wordLookup.TryAdd(word, CollectionsMarshal.AsSpan(ids)[before..].ToArray()))
+            Interlocked.Increment(ref _wordCount);
     }
 
     private void EncodeLongWord(ReadOnlySpan<char> word, List<int> ids)
