@@ -114,4 +114,16 @@ public class LongWordBpeTests
         Assert.Contains(unk, library.Select(t => t.Id));
         Assert.Equal(expected, llama.Encode(word));
     }
+
+    [Fact]
+    public void ConcurrentEncodersShareTheWordCachesAndPairTableSafely()
+    {
+        // A fresh tokenizer, so the pair table is built and the word cache filled while four threads encode.
+        TextTokenizer gemma = TextTokenizer.LoadFromPath(Shared("models/gemma-tokenizer/tokenizer.json"));
+        string[] texts = [.. Enumerable.Range(0, 8).Select(i => LongWord(400 + 50 * i, "▁") + " " + File.ReadAllText(Shared("DESIGN.md"))[(i * 500)..(i * 500 + 3000)])];
+        var results = new int[texts.Length][];
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => results[i] = [.. gemma.Encode(texts[i])]);
+        TextTokenizer fresh = TextTokenizer.LoadFromPath(Shared("models/gemma-tokenizer/tokenizer.json"));
+        for (int i = 0; i < texts.Length; i++) Assert.Equal(fresh.Encode(texts[i]), results[i]);
+    }
 }
