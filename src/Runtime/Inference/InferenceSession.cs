@@ -114,7 +114,23 @@ internal sealed class CpuForwardPass : IForwardPass
     public int Length => _cache.Length;
     public int Capacity => _cache.Capacity;
     public int VocabSize => _transformer.Config.VocabSize;
-    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits) => _transformer.Forward(tokens, _cache, _scratch, logits);
+    /// <summary>
+    /// Prompt rows per forward call. Activations scale with the rows in flight (a Gemma-2B FFN holds 128 KiB per row),
+    /// so long prompts run in chunks: memory stays bounded, and 256 rows already reuse each weight panel enough.
+    /// </summary>
+    internal const int PrefillChunk = 256;
+
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int vocab = VocabSize;
+        bool everyPosition = logits.Length >= (long)tokens.Length * vocab && tokens.Length > 1;
+        for (int start = 0; start < tokens.Length; start += PrefillChunk)
+        {
+            int count = Math.Min(PrefillChunk, tokens.Length - start);
+            var chunkLogits = everyPosition ? logits.Slice(start * vocab, count * vocab) : logits[..vocab];
+            _transformer.Forward(tokens.Slice(start, count), _cache, _scratch, chunkLogits);
+        }
+    }
     public void Truncate(int length) => _cache.Truncate(length);
     public void Dispose() { }
 }

@@ -98,3 +98,26 @@ public class GenerationTests : IClassFixture<GenerationTests.LlamaModel>
         Assert.Equal(_r.GreedyNewTokens[..3], seen);
     }
 }
+
+/// <summary>Long prompts run through the forward pass in chunks; the chunk seams must not show in the logits.</summary>
+public class ChunkedPrefillTests
+{
+    [Fact]
+    public void PromptLongerThanOneChunk_EqualsTokenByTokenDecode()
+    {
+        using var model = LanguageModel.Load(Path.Combine(TestPaths.Models, "stories260K", "hf-derived"));
+        int vocab = model.Config.VocabSize, n = CpuForwardPass.PrefillChunk + 45;
+        var random = new Random(5);
+        var ids = Enumerable.Range(0, n).Select(_ => random.Next(3, vocab)).ToArray();
+
+        var batched = new float[n * vocab];
+        model.CreateSession().Evaluate(ids, batched);
+
+        var single = model.CreateSession();
+        for (int i = 0; i < n; i++)
+            FixtureTests.AssertClose(batched.AsSpan(i * vocab, vocab), single.Decode(ids[i]), 1e-4f, $"position {i}");
+
+        var last = model.CreateSession().Prefill(ids).ToArray();
+        FixtureTests.AssertClose(batched.AsSpan((n - 1) * vocab, vocab), last, 0f, "last logits of Prefill vs Evaluate");
+    }
+}
