@@ -77,7 +77,7 @@ internal static class PeerBenchmark
             Console.WriteLine($"{"engine",-10} {"prefill tok/s",13} {"TTFT ms",9} {"decode tok/s",12} {"roofline",8} {"GB/s",6} {"open ms",8} {"peak RSS MB",11}");
             foreach (var e in new[] { ours, peer })
                 Console.WriteLine($"{e["engine"],-10} {e["prefill_tok_s"],13} {e["ttft_ms"],9} {e["decode_tok_s"],12} "
-                    + $"{e["decode_roofline_ratio"]!.GetValue<double>(),8:P0} {e["read_bandwidth_gbs"],6} {e["open_ms"],8} {e["peak_rss_bytes"]!.GetValue<long>() / 1e6,11:F0}");
+                    + $"{e["decode_roofline_ratio"]!.GetValue<double>() * 100,7:F0}% {e["read_bandwidth_gbs"],6} {e["open_ms"],8} {e["peak_rss_bytes"]!.GetValue<long>() / 1e6,11:F0}");
             Console.WriteLine($"ours ÷ llama.cpp: decode {decodeRatio:F2}×, prefill {prefillRatio:F2}×; {bytesPerToken / 1e6:F0} MB of weights read per decoded token");
         }
         return 0;
