@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using Google.FlatBuffers;
 using OnDeviceLlm.Runtime.Model;
@@ -14,18 +13,16 @@ namespace OnDeviceLlm.Runtime.Format;
 /// </summary>
 public sealed unsafe class ModelFile : ITensorSource, IDisposable
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly MappedFile _file;
     private readonly byte* _base;
     private readonly Header _header;
     private readonly ModelTensor[] _tensors;
     private readonly Dictionary<string, ModelTensor> _byName;
     private bool _disposed;
 
-    private ModelFile(string path, long fileSize, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* @base,
-                      Header header, ModelTensor[] tensors)
+    private ModelFile(MappedFile file, Header header, ModelTensor[] tensors)
     {
-        Path = path; FileSize = fileSize; _map = map; _view = view; _base = @base; _header = header; _tensors = tensors;
+        Path = file.Path; FileSize = file.Length; _file = file; _base = file.Base; _header = header; _tensors = tensors;
         _byName = new Dictionary<string, ModelTensor>(tensors.Length, StringComparer.Ordinal);
         foreach (var t in tensors) _byName.Add(t.Name, t);
     }
@@ -58,44 +55,18 @@ public sealed unsafe class ModelFile : ITensorSource, IDisposable
     public static ModelFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        FileStream stream;
+        var file = MappedFile.Open(path, ModelFormat.MinimumHeaderBytes, size => size == 0
+            ? "the file is empty."
+            : $"the file is only {size} bytes long, shorter than a model header.");
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
-        }
-        catch (FileNotFoundException e) { throw new ModelFormatException(path, "the file does not exist.", e); }
-        catch (DirectoryNotFoundException e) { throw new ModelFormatException(path, "the file does not exist.", e); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, $"the file cannot be opened: {e.Message}", e);
-        }
-
-        long size = stream.Length;
-        if (size < ModelFormat.MinimumHeaderBytes)
-        {
-            stream.Dispose();
-            throw new ModelFormatException(path, size == 0
-                ? "the file is empty."
-                : $"the file is only {size} bytes long, shorter than a model header.");
-        }
-
-        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        MemoryMappedViewAccessor? view = null;
-        byte* pointer = null;
-        try
-        {
-            view = map.CreateViewAccessor(0, size, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            byte* @base = pointer + view.PointerOffset;
-            var header = ReadHeader(path, @base, size, out long headerEnd);
-            var tensors = Validate(path, header, @base, headerEnd, size);
-            return new ModelFile(path, size, map, view, @base, header, tensors);
+            var header = ReadHeader(path, file.Base, file.Length, out long headerEnd);
+            var tensors = Validate(path, header, file.Base, headerEnd, file.Length);
+            return new ModelFile(file, header, tensors);
         }
         catch
         {
-            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -170,9 +141,7 @@ public sealed unsafe class ModelFile : ITensorSource, IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        _file.Dispose();
     }
 
     public override string ToString() => $"{Path} ({_header.Config.Architecture}, {_tensors.Length} tensors)";

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text;
 using OnDeviceLlm.Runtime.Model;
@@ -23,18 +22,16 @@ public sealed unsafe class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" read as a little-endian uint32
     public const int DefaultAlignment = 32;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _file;
     private readonly byte* _base;
     private readonly Dictionary<string, GgufTensorInfo> _byName;
     private bool _disposed;
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, Header header)
+    private GgufFile(MappedFile file, Header header)
     {
-        Path = path;
-        _map = map;
-        _view = view;
-        _base = basePtr;
+        Path = file.Path;
+        _file = file;
+        _base = file.Base;
         Version = header.Version;
         Metadata = header.Metadata;
         Tensors = header.Tensors;
@@ -74,38 +71,14 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Maps a GGUF file and validates its header.</summary>
     public static GgufFile Open(string path)
     {
-        if (!BitConverter.IsLittleEndian)
-            throw new PlatformNotSupportedException("GGUF data is mapped as is; big-endian machines are not supported.");
-        FileStream stream;
-        try { stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, $"the file cannot be opened ({e.Message}).", e);
-        }
-        long length = stream.Length;
-        if (length < 24)
-        {
-            stream.Dispose();
-            throw new ModelFormatException(path, $"the file is {length} bytes long, too short for a GGUF header (24 bytes).");
-        }
-        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        MemoryMappedViewAccessor? view = null;
-        bool acquired = false;
+        var file = MappedFile.Open(path, 24, length => $"the file is {length} bytes long, too short for a GGUF header (24 bytes).");
         try
         {
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* basePtr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            acquired = true;
-            basePtr += view.PointerOffset;
-            var header = Parse(path, basePtr, length);
-            return new GgufFile(path, map, view, basePtr, header);
+            return new GgufFile(file, Parse(path, file.Base, file.Length));
         }
         catch
         {
-            if (acquired) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -146,9 +119,7 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _view?.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view?.Dispose();
-        _map?.Dispose();
+        _file.Dispose();
     }
 
     // ---- parsing ----

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Text.Json;
@@ -245,50 +244,25 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
     // The limit the reference implementation (huggingface/safetensors) enforces.
     private const long MaxHeaderBytes = 100_000_000;
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private bool _pointerAcquired;
+    private readonly MappedFile _mapped;
 
     public string Path { get; }
     public IReadOnlyDictionary<string, SafeTensor> Tensors { get; private set; } = new Dictionary<string, SafeTensor>();
     public bool IsDisposed { get; private set; }
 
-    private SafeTensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view)
+    private SafeTensorsFile(MappedFile mapped)
     {
-        Path = path;
-        _map = map;
-        _view = view;
+        Path = mapped.Path;
+        _mapped = mapped;
     }
 
     public static SafeTensorsFile Open(string path)
     {
-        if (!BitConverter.IsLittleEndian)
-            throw new PlatformNotSupportedException("safetensors data is little-endian and is mapped as is; big-endian machines are not supported.");
-
-        FileStream stream;
-        try { stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, $"the file cannot be opened ({e.Message}).", e);
-        }
-
-        long length = stream.Length;
-        if (length < 8)
-        {
-            stream.Dispose();
-            throw new ModelFormatException(path, $"the file is {length} bytes long, too short for the 8-byte safetensors header length.");
-        }
-
-        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        var file = new SafeTensorsFile(path, map, view);
+        var mapped = MappedFile.Open(path, 8, length => $"the file is {length} bytes long, too short for the 8-byte safetensors header length.");
+        var file = new SafeTensorsFile(mapped);
         try
         {
-            byte* basePtr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            file._pointerAcquired = true;
-            basePtr += view.PointerOffset;
-            file.Tensors = ParseHeader(file, basePtr, length);
+            file.Tensors = ParseHeader(file, mapped.Base, mapped.Length);
             return file;
         }
         catch
@@ -460,8 +434,6 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
     {
         if (IsDisposed) return;
         IsDisposed = true;
-        if (_pointerAcquired) _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        _mapped.Dispose();
     }
 }
