@@ -22,7 +22,7 @@ internal static class PeerBenchmark
 
     public static int Run(PeerSettings s, bool json)
     {
-        var config = SyntheticModels.Shape(s.Shape);
+        var config = SyntheticShapes.ByName(s.Shape);
         var scheme = QuantizationScheme.Parse(s.Quant);
         if (scheme.MatrixType is not { } type || scheme.EmbeddingType is not null || !Exportable.Contains(type))
             throw new ArgumentException($"--quant {s.Quant} has no byte-identical llama.cpp type; use q4, q8, f16, bf16 or f32.");

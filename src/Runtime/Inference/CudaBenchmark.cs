@@ -30,27 +30,10 @@ public sealed record CudaBenchmarkResult
 /// </summary>
 public static class CudaBenchmark
 {
-    /// <summary>Gemma-2B (DESIGN.md's headline shape): vocab 256000, hidden 2048, 18 layers, MQA, head_dim 256, FFN 16384.</summary>
-    public static ModelConfig Gemma2B => new()
-    {
-        Architecture = "gemma", VocabSize = 256000, HiddenSize = 2048, NumLayers = 18, NumHeads = 8, NumKvHeads = 1,
-        HeadDim = 256, IntermediateSize = 16384, ContextLength = 8192, Norm = NormKind.RmsNormPlusOne, NormEps = 1e-6f,
-        Activation = Activation.GeluTanh, FeedForward = FeedForwardKind.Gated, Layout = BlockLayout.Sequential,
-        Positions = PositionEncoding.Rope, RotaryDim = 256, RopeTheta = 10000f, ScaleEmbeddings = true,
-        AttentionScale = 1f / 16, TiedEmbeddings = true,
-    };
-
-    /// <summary>The synthetic shapes by name.</summary>
-    public static ModelConfig Shape(string name) => name switch
-    {
-        "gemma-2b" => Gemma2B,
-        _ => throw new ArgumentException($"Unknown synthetic shape \"{name}\"; known: gemma-2b."),
-    };
-
     public static CudaBenchmarkResult Run(string shapeName, TensorType matrixType, int promptTokens, int genTokens, int repeats = 3)
     {
         var device = CudaDevices.First ?? throw new CudaException($"The CUDA benchmark needs a GPU: {CudaDevices.UnavailableReason}.");
-        var config = Shape(shapeName);
+        var config = SyntheticShapes.ByName(shapeName);
         if (promptTokens < 1 || genTokens < 1 || promptTokens + genTokens > config.ContextLength)
             throw new ArgumentException($"The prompt and generated tokens must be at least 1 each and fit the context of {config.ContextLength}.");
         double bandwidth = CudaDevices.MeasureBandwidth();
