@@ -68,43 +68,47 @@ public sealed class LanguageModel : IDisposable
         // Before any conversion, which can take long: a GPU that was asked for and is missing is an error at once.
         if (options.Backend == KernelBackend.Cuda && CudaDevices.First is null)
             throw new OnDeviceLlmException($"The CUDA backend was requested but there is {CudaDevices.UnavailableReason}.");
-        var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
-        if (Directory.Exists(path))
-        {
-            if (!HuggingFaceImporter.IsModelFolder(path))
-                throw new ModelFormatException(path, "is a folder without config.json, so not a Hugging Face model.");
-            return ConvertAndOpen(path, options, kernels);
-        }
-        if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"Model file {path} does not exist.", path);
-        if (GgufFile.IsGguf(path)) return ConvertAndOpen(path, options, kernels);
-        return Create(ModelFile.Open(path), kernels, path, null, options.Backend);
-    }
+        bool folder = Directory.Exists(path);
+        if (folder && !HuggingFaceImporter.IsModelFolder(path))
+            throw new ModelFormatException(path, "is a folder without config.json, so not a Hugging Face model.");
+        if (!folder && !System.IO.File.Exists(path)) throw new FileNotFoundException($"Model file {path} does not exist.", path);
 
-    private static LanguageModel Create(ModelFile file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
-    {
-        try { return new LanguageModel(file, kernels, source, temporaryFile, backend); }
+        // Native kernels own a thread pool, so everything opened here is released if a later step fails.
+        var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
+        ModelFile? file = null;
+        string? temporary = null;
+        try
+        {
+            if (folder || GgufFile.IsGguf(path)) (file, temporary) = ConvertToTemporary(path, options.Quantization);
+            else file = ModelFile.Open(path);
+            return new LanguageModel(file, kernels, path, temporary, options.Backend);
+        }
         catch
         {
-            file.Dispose();
+            file?.Dispose();
             (kernels as IDisposable)?.Dispose();
+            if (temporary is not null) System.IO.File.Delete(temporary);
             throw;
         }
     }
 
-    /// <summary>Converts a Hugging Face folder or a GGUF file to a temporary .odlm and maps it.</summary>
-    private static LanguageModel ConvertAndOpen(string path, LoadOptions options, IKernels kernels)
+    /// <summary>
+    /// Converts a Hugging Face folder or a GGUF file to a temporary .odlm and maps it; returns the file name still
+    /// to delete, which is null on Unix, where the mapping outlives the name and the copy is unlinked at once.
+    /// </summary>
+    private static (ModelFile File, string? Temporary) ConvertToTemporary(string path, QuantizationScheme quantization)
     {
         string temporary = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"odllm-{Guid.NewGuid():N}.odlm");
         ModelFile file;
         try
         {
-            ModelConverter.Convert(path, temporary, options.Quantization);
+            ModelConverter.Convert(path, temporary, quantization);
             file = ModelFile.Open(temporary);
         }
         catch { System.IO.File.Delete(temporary); throw; }
-        // The mapping outlives the name on Unix, so the converted copy never lingers on disk.
-        if (!OperatingSystem.IsWindows()) { System.IO.File.Delete(temporary); temporary = null!; }
-        return Create(file, kernels, path, temporary, options.Backend);
+        if (OperatingSystem.IsWindows()) return (file, temporary);
+        System.IO.File.Delete(temporary);
+        return (file, null);
     }
 
     public ModelFile File { get; }
