@@ -43,6 +43,9 @@ public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : 
         using var client = fixture.CreateClient(new OnDeviceChatClientOptions { KvCacheMemoryLimit = 3 * probe.KvCacheBytes });
         var expected = new string[8];
         for (int i = 0; i < 8; i++) expected[i] = (await client.GetResponseAsync(Conversation(i), Options(i))).Text;
+        // At least 1 ms a token, so the 24 queued requests take far longer than the 0-30 ms cancellation delays:
+        // requests still waiting or decoding when their token fires must exist however fast the machine is.
+        client.TokenSampled = _ => Thread.Sleep(1);
         var random = new Random(5);
         var tasks = new List<Task<string?>>();
         for (int round = 0; round < 3; round++)
@@ -65,6 +68,7 @@ public sealed class ConcurrencyAndCancellationTests(ChatModelFixture fixture) : 
         Assert.True(results.Any(r => r is null), "no request was cancelled, so this run proved nothing about cancellation");
         for (int t = 0; t < results.Length; t++)
             if (results[t] is string text) Assert.Equal(expected[t % 8], text);
+        client.TokenSampled = null;
         for (int i = 0; i < 8; i++) Assert.Equal(expected[i], (await client.GetResponseAsync(Conversation(i), Options(i))).Text);
     }
 
