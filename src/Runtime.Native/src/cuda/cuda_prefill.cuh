@@ -17,10 +17,16 @@ namespace odllm_cuda {
 //
 // One launch covers up to three matrices sharing the input (q, k and v: each matrix gets its own column tiles),
 // and the step after the product is fused in as in the decode GEMV: bias, residual add, activation, or the gate
-// (GEMV_GATED: a tile holds 64 gate rows and the same 64 up rows, so a thread has both of an output's products).
+// (GEMV_GATED: a tile holds 64 gate rows and the same 64 up rows, so a thread has both of an output's products),
+// and the gated output can leave already quantized for the next product (the FFN's down projection).
 // ---------------------------------------------------------------------------------------------
 
 constexpr int MM_BM = 128, MM_BN = 128, MM_THREADS = 256, MM_STAGE = 4, MM_ROW = MM_STAGE * 32 + 16;
+constexpr int MM_GATED_STRIDE = MM_BN / 2 + 1;  // floats per row of the gated outputs gathered for quantization
+static_assert(MM_BM * MM_GATED_STRIDE * 4 <= 2 * MM_BM * MM_ROW, "the gated outputs fit the staging tiles");
+#ifndef ODLLM_MM_MIN_BLOCKS
+#define ODLLM_MM_MIN_BLOCKS 1
+#endif
 
 struct MmaArgs {
     GemvMatrix m[3];    // GATED: m[0] gate, m[1] up, output in m[1].y
@@ -30,6 +36,8 @@ struct MmaArgs {
     const int8_t* xq;   // [rows][k] int8 activations and their block scales [rows][k / 32]
     const float* xd;
     const float* resid; // RESIDUAL: y = resid + (dot + bias); may equal y
+    int8_t* yq;         // GATED: when set, the output is written quantized as k_quantize would (int8 [rows][n] and
+    float* yd;          // block scales [rows][⌈n/32⌉]) instead of in f32
 };
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1)
@@ -124,10 +132,11 @@ __device__ __forceinline__ void decode_block_pair(const uint32_t (&raw)[BlockPai
 __host__ __device__ __forceinline__ int mma_column_tiles(int rows, int mode) { return mode == GEMV_GATED ? (rows + MM_BN / 2 - 1) / (MM_BN / 2) : (rows + MM_BN - 1) / MM_BN; }
 
 template <int T>
-__global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
+__global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(MmaArgs a)
 {
-    __shared__ __align__(16) int8_t as[MM_BM][MM_ROW];
-    __shared__ __align__(16) int8_t bs[MM_BN][MM_ROW];
+    __shared__ __align__(16) int8_t tiles[MM_BM + MM_BN][MM_ROW];
+    int8_t (*as)[MM_ROW] = tiles;           // activations of the stage
+    int8_t (*bs)[MM_ROW] = tiles + MM_BM;   // weights of the stage, decoded
     __shared__ float ads[MM_BM][MM_STAGE], bds[MM_BN][MM_STAGE];
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = lane >> 2, quad = lane & 3;
     int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
@@ -251,6 +260,8 @@ __global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
     // wn + nt·8 + 2·quad + (e & 1).
     const GemvMatrix& out = a.m[gated ? 1 : mi];
     int n = out.rows;
+    bool quantizeOut = gated && a.yq;
+    float* gathered = reinterpret_cast<float*>(&tiles[0][0]);  // [MM_BM][MM_GATED_STRIDE], the tiles are no longer read
 #pragma unroll
     for (int mt = 0; mt < 4; mt++)
 #pragma unroll
@@ -267,7 +278,9 @@ __global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
                         g *= __ldg(reinterpret_cast<const float*>(a.m[0].w + (int64_t)n * k) + f);
                         u *= __ldg(reinterpret_cast<const float*>(out.w + (int64_t)n * k) + f);
                     }
-                    out.y[(int64_t)r * n + f] = (u + (out.bias ? out.bias[f] : 0.f)) * activate(a.activation, g);
+                    float v = (u + (out.bias ? out.bias[f] : 0.f)) * activate(a.activation, g);
+                    if (quantizeOut) gathered[(r - m0) * MM_GATED_STRIDE + f - col0] = v;
+                    else out.y[(int64_t)r * n + f] = v;
                 }
             } else {
 #pragma unroll
@@ -283,6 +296,18 @@ __global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
                 }
             }
         }
+    if (quantizeOut) {
+        // A warp per (row, block of 32 outputs); the tile's 64 outputs are two whole blocks of the row.
+        __syncthreads();
+        int blocksPerRow = (n + 31) / 32;
+        for (int pair = warp; pair < 2 * MM_BM; pair += MM_THREADS / 32) {
+            int rl = pair >> 1, b = pair & 1, r = m0 + rl, f = col0 + b * 32 + lane;
+            if (r >= m || col0 + b * 32 >= n) continue;  // warp-uniform
+            bool valid = f < n;
+            float v = valid ? gathered[rl * MM_GATED_STRIDE + b * 32 + lane] : 0.f;
+            quantize_block32(v, valid, (int64_t)r * n + f, (int64_t)r * blocksPerRow + col0 / 32 + b, a.yq, a.yd, nullptr);
+        }
+    }
 }
 
 // The tensor-core path: an integer weight type with more than 8 input rows and whole blocks of 32.
@@ -321,7 +346,8 @@ inline void launch_matmul_mma(const int8_t* xq, const float* xd, int m, int k, c
 // f16 halves (x ≈ hi + lo) and every product takes three MMAs (hi·hi + lo·hi + hi·lo), which keeps about 21 bits
 // of each operand: the results stay within a few 1e-6 of the f32 kernel, so every model and fixture can use it.
 // Scores as k_attention: (q·k + slope·key)·scale, then cap·tanh(score/cap), causal with the sliding window.
-// Head dims are padded with zeros to 32, 64, 128 or 256. The cache stays f32; tiles are converted on the way in.
+// Head dims are padded with zeros to 32, 64, 128 or 256. The cache stays f32: the next key and value tile is copied
+// into a staging area (cp.async) while the current one is multiplied, then converted to the f16 halves.
 // ---------------------------------------------------------------------------------------------
 
 constexpr int FA_BM = 64, FA_BN = 32, FA_THREADS = 128;
@@ -336,6 +362,13 @@ __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], u
 
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
+__device__ __forceinline__ void cp_async16(void* shared, const void* global)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
 // (x, y) → hi = f16(x, y) and lo = f16(x − hi.x, y − hi.y), x in the low half.
 __device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint32_t& lo)
 {
@@ -349,8 +382,9 @@ template <int D>
 struct FlashLayout {
     static constexpr int QS = D + 8;        // row stride (halves) of the q and k tiles: conflict-free fragment loads
     static constexpr int VS = FA_BN + 8;    // row stride of the transposed value tile
+    static constexpr int SS = D + 4;        // row stride (floats) of the staged f32 tiles: conflict-free either way
     static constexpr int q = 0, k = 2 * FA_BM * QS, v = k + 2 * FA_BN * QS, halves = v + 2 * D * VS;
-    static constexpr size_t bytes = (size_t)halves * sizeof(__half);
+    static constexpr size_t bytes = (size_t)halves * sizeof(__half) + (size_t)2 * FA_BN * SS * sizeof(float);
 };
 
 template <int D>
@@ -359,7 +393,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     int window, float scale, float cap, const float* __restrict__ slopes)
 {
     using L = FlashLayout<D>;
-    constexpr int QS = L::QS, VS = L::VS;
+    constexpr int QS = L::QS, VS = L::VS, SS = L::SS;
     constexpr int FA_TILE_ITEMS = FA_BN * (D / 4) / FA_THREADS;  // float4 loads per thread for a key or value tile (q: twice)
     constexpr int batch = FA_TILE_ITEMS < 8 ? FA_TILE_ITEMS : 8;
     extern __shared__ float4 fa_smem4[];
@@ -369,6 +403,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     __half* ql = qh + FA_BM * QS;
     __half* kl = kh + FA_BN * QS;
     __half* vl = vh + D * VS;
+    float* stage = reinterpret_cast<float*>(reinterpret_cast<__half*>(fa_smem4) + L::halves);  // [k | v][FA_BN][SS]
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = lane >> 2, quad = lane & 3;
     // The longest query tiles first: causal blocks differ in work by the key count.
     int t0 = (gridDim.x - 1 - blockIdx.x) * FA_BM, hd = blockIdx.y;
@@ -378,6 +413,21 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     int rows = min(FA_BM, n - t0);
     int lastPos = p0 + t0 + rows - 1;
     int firstKey = window > 0 ? max(0, p0 + t0 - window + 1) : 0;
+
+    // Copies keys kb…kb+31 and their values into the staging area; rows past lastPos and dims past d are left out.
+    auto stage_tile = [&](int kb) {
+#pragma unroll 4
+        for (int i = 0; i < FA_TILE_ITEMS; i++) {
+            int item = tid + i * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4, key = kb + j;
+            if (key <= lastPos && dim < d) {
+                int64_t at = (int64_t)key * kvDim + (int64_t)g * d + dim;
+                cp_async16(stage + j * SS + dim, kc + at);
+                cp_async16(stage + (FA_BN + j) * SS + dim, vc + at);
+            }
+        }
+        cp_async_commit();
+    };
+    stage_tile(firstKey);
 
     // Q tile, split, zero past the rows and the head dim.
 #pragma unroll 1
@@ -412,57 +462,45 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 
     for (int kb = firstKey; kb <= lastPos; kb += FA_BN) {
-        __syncthreads();  // the previous tile is no longer read
-        // Keys kb…kb+31 (zero past lastPos: the cache there holds no written values), row-major by key, then the values
-        // transposed (dims by keys; lane = key, so a warp writes along one row). Loads go out in batches before their
-        // conversions, so a thread waits for the cache once per batch, not once per load.
-#pragma unroll 1
-        for (int i0 = 0; i0 < FA_TILE_ITEMS; i0 += batch) {
-            float4 v[batch];
+        cp_async_wait_all();
+        __syncthreads();  // the staged tile is complete, and the previous tile is no longer read
+        // Keys row-major by key, values transposed (dims by keys; lane = key, so a warp writes along one row); zero
+        // past lastPos (the cache there holds no written values) and past the head dim.
+#pragma unroll 4
+        for (int i = 0; i < FA_TILE_ITEMS; i++) {
+            int item = tid + i * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (kb + j <= lastPos && dim < d) v = *reinterpret_cast<const float4*>(stage + j * SS + dim);
+            uint2 hi, lo;
+            split_half2(v.x, v.y, hi.x, lo.x);
+            split_half2(v.z, v.w, hi.y, lo.y);
+            *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
+            *reinterpret_cast<uint2*>(kl + j * QS + dim) = lo;
+        }
+#pragma unroll 4
+        for (int i = 0; i < FA_TILE_ITEMS; i++) {
+            int item = tid + i * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (kb + j <= lastPos && dim < d) v = *reinterpret_cast<const float4*>(stage + (FA_BN + j) * SS + dim);
+            const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-            for (int i = 0; i < batch; i++) {
-                int item = tid + (i0 + i) * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4, key = kb + j;
-                v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-                if (key <= lastPos && dim < d) v[i] = *reinterpret_cast<const float4*>(kc + (int64_t)key * kvDim + (int64_t)g * d + dim);
-            }
-#pragma unroll
-            for (int i = 0; i < batch; i++) {
-                int item = tid + (i0 + i) * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4;
-                uint2 hi, lo;
-                split_half2(v[i].x, v[i].y, hi.x, lo.x);
-                split_half2(v[i].z, v[i].w, hi.y, lo.y);
-                *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
-                *reinterpret_cast<uint2*>(kl + j * QS + dim) = lo;
+            for (int e = 0; e < 4; e++) {
+                __half h = __float2half_rn(vs[e]);
+                vh[(dim + e) * VS + j] = h;
+                vl[(dim + e) * VS + j] = __float2half_rn(vs[e] - __half2float(h));
             }
         }
-#pragma unroll 1
-        for (int i0 = 0; i0 < FA_TILE_ITEMS; i0 += batch) {
-            float4 v[batch];
-#pragma unroll
-            for (int i = 0; i < batch; i++) {
-                int item = tid + (i0 + i) * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4, key = kb + j;
-                v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-                if (key <= lastPos && dim < d) v[i] = *reinterpret_cast<const float4*>(vc + (int64_t)key * kvDim + (int64_t)g * d + dim);
-            }
-#pragma unroll
-            for (int i = 0; i < batch; i++) {
-                int item = tid + (i0 + i) * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4;
-                const float vs[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    __half h = __float2half_rn(vs[e]);
-                    vh[(dim + e) * VS + j] = h;
-                    vl[(dim + e) * VS + j] = __float2half_rn(vs[e] - __half2float(h));
-                }
-            }
-        }
-        __syncthreads();
+        __syncthreads();  // the converted tile is complete and the staging area free: the next copy overlaps this tile
+        if (kb + FA_BN <= lastPos) stage_tile(kb + FA_BN);
         // A warp whose 16 rows see none of these keys skips them (warp-uniform).
         if (!warpHasRows || kb > warpLast || kb + FA_BN - 1 < warpFirst) continue;
 
-        float s[FA_BN / 8][4];
+        // hi·hi and the two cross terms in separate accumulators: twice the independent MMA chains.
+        float s[FA_BN / 8][4], sx[FA_BN / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < FA_BN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        for (int nt = 0; nt < FA_BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = sx[nt][e] = 0.f;
 #pragma unroll 4
         for (int kk = 0; kk < D / 16; kk++) {
             const int qo = r0 * QS + kk * 16 + quad * 2;
@@ -480,11 +518,15 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
                 const int ko = (nt * 8 + group) * QS + kk * 16 + quad * 2;
                 uint32_t bh0 = *reinterpret_cast<const uint32_t*>(kh + ko), bh1 = *reinterpret_cast<const uint32_t*>(kh + ko + 8);
                 uint32_t bl0 = *reinterpret_cast<const uint32_t*>(kl + ko), bl1 = *reinterpret_cast<const uint32_t*>(kl + ko + 8);
-                mma_f16(s[nt], alo, bh0, bh1);
-                mma_f16(s[nt], ahi, bl0, bl1);
+                mma_f16(sx[nt], alo, bh0, bh1);
+                mma_f16(sx[nt], ahi, bl0, bl1);
                 mma_f16(s[nt], ahi, bh0, bh1);
             }
         }
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] += sx[nt][e];
         // Scores, masks and the online softmax; element e of tile nt is row r0 (+8 for e ≥ 2), key kb + nt·8 + 2·quad + (e & 1).
         float mx[2] = {mrow[0], mrow[1]};
 #pragma unroll

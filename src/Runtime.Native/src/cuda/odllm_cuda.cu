@@ -142,6 +142,9 @@ struct odllm_cuda_sequence {
     // The current matrix input quantized for the integer weight types: int8 values, block scales, q·d in f32.
     int8_t* xq8 = nullptr;
     float *xqd = nullptr, *xqf = nullptr;
+    // The FFN hidden quantized by the gated product itself (prefill), for the down product: int8 values, block scales.
+    int8_t* hq8 = nullptr;
+    float* hqd = nullptr;
     float *rope_cos = nullptr, *rope_sin = nullptr;  // [capacity][rotary_dim / 2]
     int32_t* d_io = nullptr;  // [0] = pos0, [1…] = tokens
     int32_t* h_io = nullptr;  // pinned mirror of d_io
@@ -162,12 +165,13 @@ struct odllm_cuda_sequence {
 
     void release_buffers()
     {
-        for (float* p : {x, xn, q, k, v, att, att_out, up, gate, ffn_out, xqd, xqf}) cudaFree(p);
+        for (float* p : {x, xn, q, k, v, att, att_out, up, gate, ffn_out, xqd, xqf, hqd}) cudaFree(p);
         cudaFree(xq8);
+        cudaFree(hq8);
         cudaFree(d_io);
         cudaFreeHost(h_io);
-        x = xn = q = k = v = att = att_out = up = gate = ffn_out = xqd = xqf = nullptr;
-        xq8 = nullptr;
+        x = xn = q = k = v = att = att_out = up = gate = ffn_out = xqd = xqf = hqd = nullptr;
+        xq8 = hq8 = nullptr;
         d_io = nullptr; h_io = nullptr;
         rows = 0;
     }
@@ -198,9 +202,10 @@ struct odllm_cuda_sequence {
             int64_t widest = std::max(std::max(h, qd), f);
             struct { float** p; int64_t per; } plan[] = {{&x, h}, {&xn, h}, {&att_out, h}, {&ffn_out, h}, {&q, qd}, {&att, qd},
                                                          {&k, kvd}, {&v, kvd}, {&up, f}, {&gate, f}, {&xqf, widest},
-                                                         {&xqd, widest / ACT_BLOCK + 1}};
+                                                         {&xqd, widest / ACT_BLOCK + 1}, {&hqd, f / ACT_BLOCK + 1}};
             for (auto& b : plan) CK(cudaMalloc(reinterpret_cast<void**>(b.p), (size_t)(b.per * n * 4)), "cudaMalloc of activations");
             CK(cudaMalloc(reinterpret_cast<void**>(&xq8), (size_t)(widest * n)), "cudaMalloc of activations");
+            CK(cudaMalloc(reinterpret_cast<void**>(&hq8), (size_t)(f * n)), "cudaMalloc of activations");
             CK(cudaMalloc(reinterpret_cast<void**>(&d_io), (size_t)(n + 1) * 4), "cudaMalloc of token ids");
             CK(cudaMallocHost(reinterpret_cast<void**>(&h_io), (size_t)(n + 1) * 4), "cudaMallocHost of token ids");
             rows = n;
@@ -218,10 +223,13 @@ struct odllm_cuda_sequence {
 
     // A matrix input: f32 values, whether xq8/xqd hold its quantized copy (written by the producer), and whether xqf
     // holds that copy's values as f32 (only the kernels that multiply in f32 read it; the tensor-core products don't).
+    // A quantized copy lives in xq8/xqd unless q and qd name other buffers.
     struct Input {
         const float* f;
         bool quantized;
         bool quantizedF32;
+        const int8_t* q = nullptr;
+        const float* qd = nullptr;
     };
 
     static bool needs_int(const Matrix& w) { return w.data && quantizes_activations(w.type); }
@@ -236,6 +244,8 @@ struct odllm_cuda_sequence {
         launch_quantize(in.f, xq8, xqd, f32 ? xqf : nullptr, n, k, stream);
         in.quantized = true;
         in.quantizedF32 = f32;
+        in.q = nullptr;
+        in.qd = nullptr;
     }
 
     Input norm_rows(const float* in, const float* w, const float* b, float* out, int n, bool quantize)
@@ -247,8 +257,9 @@ struct odllm_cuda_sequence {
     }
 
     // One tensor-core launch over up to three integer matrices of one type sharing the input (n > 8 rows).
+    // GATED with quantizeOut writes the output only quantized, into hq8/hqd.
     void mma(Input& in, int n, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
-             std::initializer_list<float*> outs, int mode, const float* resid = nullptr)
+             std::initializer_list<float*> outs, int mode, const float* resid = nullptr, bool quantizeOut = false)
     {
         const Matrix& w0 = **ms.begin();
         quantize_for(in, n, w0.cols);
@@ -264,9 +275,11 @@ struct odllm_cuda_sequence {
         a.k = w0.cols;
         a.mode = mode;
         a.activation = model->c.activation;
-        a.xq = xq8;
-        a.xd = xqd;
+        a.xq = in.q ? in.q : xq8;
+        a.xd = in.q ? in.qd : xqd;
         a.resid = resid;
+        a.yq = quantizeOut ? hq8 : nullptr;
+        a.yd = quantizeOut ? hqd : nullptr;
         launch_matmul_mma(a, w0.type, stream);
     }
 
@@ -305,16 +318,21 @@ struct odllm_cuda_sequence {
         launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
     }
 
-    // up ← act(gate(x)) · up(x) (or act(up(x))), one fused launch when decoding.
-    void feed_forward(const Layer& w, Input& in, int n)
+    // up ← act(gate(x)) · up(x) (or act(up(x))), one fused launch when decoding; returns the down product's input. With
+    // more than 8 rows and integer weights the gated product hands it over quantized only (hq8/hqd), when the down
+    // product reads no more than that.
+    Input feed_forward(const Layer& w, Input& in, int n)
     {
         const auto& c = model->c;
-        if (n == 1 && !w.gate.data) { gemv(in, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return; }
-        if (n == 1 && w.gate.type == w.up.type) { gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED); return; }
-        if (!w.gate.data && uses_mma(w.up, n)) { mma(in, n, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return; }
+        Input hidden{up, false, false};
+        if (n == 1 && !w.gate.data) { gemv(in, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return hidden; }
+        if (n == 1 && w.gate.type == w.up.type) { gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED); return hidden; }
+        if (!w.gate.data && uses_mma(w.up, n)) { mma(in, n, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return hidden; }
         if (w.gate.data && uses_mma(w.gate, n) && w.gate.type == w.up.type) {
-            mma(in, n, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED);
-            return;
+            bool quantized = uses_mma(w.down, n);
+            mma(in, n, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED, nullptr, quantized);
+            if (quantized) hidden = Input{up, true, false, hq8, hqd};
+            return hidden;
         }
         project(in, n, w.up, w.bup, up);
         if (w.gate.data) {
@@ -323,6 +341,7 @@ struct odllm_cuda_sequence {
         } else {
             launch_activate(up, nullptr, (int64_t)n * c.ffn, c.activation, stream);
         }
+        return hidden;
     }
 
     // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits
@@ -373,8 +392,7 @@ struct odllm_cuda_sequence {
                 else if (uses_mma(w.wo, n)) mma(ain, n, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
                 else { project(ain, n, w.wo, w.bo, att_out); launch_add(x, att_out, x, hn, stream); }
                 Input fin = norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt);
-                feed_forward(w, fin, n);
-                Input uin{up, false, false};
+                Input uin = feed_forward(w, fin, n);
                 if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
                 else if (uses_mma(w.down, n)) mma(uin, n, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
                 else { project(uin, n, w.down, w.bdown, ffn_out); launch_add(x, ffn_out, x, hn, stream); }
@@ -384,8 +402,7 @@ struct odllm_cuda_sequence {
                 project(ain, n, w.wo, w.bo, att_out);
                 // Without an MLP norm the attention norm's output is reused; its quantized copy was overwritten by att's.
                 Input fin = w.ffn_norm ? norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt) : Input{xn, false, false};
-                feed_forward(w, fin, n);
-                Input uin{up, false, false};
+                Input uin = feed_forward(w, fin, n);
                 if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, att_out);
                 else {
                     project(uin, n, w.down, w.bdown, ffn_out);
@@ -399,8 +416,7 @@ struct odllm_cuda_sequence {
                 norm_rows(att_out, w.post_attn_norm, nullptr, att_out, n, false);
                 launch_add(x, att_out, x, hn, stream);
                 Input fin = norm_rows(x, w.ffn_norm, nullptr, xn, n, ffnInt);
-                feed_forward(w, fin, n);
-                Input uin{up, false, false};
+                Input uin = feed_forward(w, fin, n);
                 project(uin, n, w.down, w.bdown, ffn_out);
                 norm_rows(ffn_out, w.post_ffn_norm, nullptr, ffn_out, n, false);
                 launch_add(x, ffn_out, x, hn, stream);
