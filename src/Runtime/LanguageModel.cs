@@ -28,7 +28,7 @@ public sealed class LanguageModel : IDisposable
     private readonly Lazy<TextTokenizer?> _tokenizer;
     private readonly string? _temporaryFile;
 
-    private LanguageModel(ModelFile file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
+    private LanguageModel(IModelSource file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
     {
         File = file;
         Kernels = kernels;
@@ -61,7 +61,10 @@ public sealed class LanguageModel : IDisposable
             System.Diagnostics.Trace.TraceInformation($"OnDeviceLlm: running {Source} on the CPU ({Kernels.Name}): {BackendFallbackReason}");
     }
 
-    /// <summary>Opens an .odlm file, or converts a Hugging Face folder or a GGUF file to a temporary .odlm first.</summary>
+    /// <summary>
+    /// Opens an .odlm file or a GGUF file in place (memory-mapped), or converts a Hugging Face folder (or a GGUF file
+    /// to re-quantize) to a temporary .odlm first.
+    /// </summary>
     public static LanguageModel Load(string path, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
@@ -75,11 +78,13 @@ public sealed class LanguageModel : IDisposable
 
         // Native kernels own a thread pool, so everything opened here is released if a later step fails.
         var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
-        ModelFile? file = null;
+        IModelSource? file = null;
         string? temporary = null;
         try
         {
-            if (folder || GgufFile.IsGguf(path)) (file, temporary) = ConvertToTemporary(path, options.Quantization);
+            bool gguf = !folder && GgufFile.IsGguf(path);
+            if (gguf && options.Quantization == QuantizationScheme.Source) file = GgufModel.Open(path);
+            else if (folder || gguf) (file, temporary) = ConvertToTemporary(path, options.Quantization);
             else file = ModelFile.Open(path);
             return new LanguageModel(file, kernels, path, temporary, options.Backend);
         }
@@ -111,7 +116,8 @@ public sealed class LanguageModel : IDisposable
         return (file, null);
     }
 
-    public ModelFile File { get; }
+    /// <summary>The open model file: an .odlm (<see cref="ModelFile"/>, also for a converted folder) or a GGUF (<see cref="GgufModel"/>).</summary>
+    public IModelSource File { get; }
     public ModelConfig Config => File.Config;
     public SpecialTokens Special => File.Special;
     public IKernels Kernels { get; }
