@@ -59,6 +59,7 @@ typedef enum odllm_isa {
     ODLLM_ISA_NEON = 3,    /* AArch64 Advanced SIMD */
     ODLLM_ISA_NEON_DOTPROD = 4, /* AArch64 Advanced SIMD + dotprod (sdot) */
     ODLLM_ISA_AVX2_VNNI = 5, /* x86-64 AVX2 + FMA + F16C + AVX-VNNI (vpdpbusd) */
+    ODLLM_ISA_NEON_I8MM = 7, /* AArch64 Advanced SIMD + dotprod + I8MM (smmla) */
 } odllm_isa;
 
 typedef struct odllm_context odllm_context;
@@ -83,7 +84,7 @@ ODLLM_API int32_t odllm_context_create(const odllm_context_params * params, odll
 /* Stops the thread pool and frees the context; NULL is ignored. */
 ODLLM_API void odllm_context_free(odllm_context * ctx);
 
-/* Name of the kernel set in use: "avx2-vnni", "avx2", "neon-dotprod", "neon" or "scalar"; "" for NULL. */
+/* Name of the kernel set in use: "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar"; "" for NULL. */
 ODLLM_API const char * odllm_context_backend(const odllm_context * ctx);
 
 /* Threads used per operator (the caller included); 0 for NULL. */
@@ -96,7 +97,8 @@ ODLLM_API int32_t odllm_matmul_supports_type(int32_t w_type);
  * y[m,n] = x[m,k] · Wᵀ, W stored [n,k] row-major as w_type; x, y row-major f32, not overlapping W.
  * INT8/Q8_0/Q4_0 need k % 32 == 0 (else ODLLM_ERR_INVALID_SIZE) and quantize each x row per block of
  * 32 to int8 (d = max|x|/127, q = x·(1/d) rounded half to even) before integer dot products; every
- * instruction set computes the same q and d, so results differ only in float summation order.
+ * instruction set computes the same q and d, so results differ only in float summation order (and not at all between
+ * tables, except neon-i8mm's prefill: see kernels.h).
  */
 ODLLM_API int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
                                const void * w, int32_t w_type, int64_t n, float * y);

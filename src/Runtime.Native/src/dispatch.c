@@ -67,6 +67,15 @@ int odllm_cpu_has_dotprod(void) {
 #endif
 }
 
+/* The smmla/ummla instructions (Armv8.6 I8MM); Linux reports them in the second hwcap word. */
+int odllm_cpu_has_i8mm(void) {
+#if defined(ODLLM_HAVE_I8MM) && defined(__linux__) && defined(HWCAP2_I8MM)
+    return odllm_cpu_has_dotprod() && (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
+#else
+    return 0;
+#endif
+}
+
 #if defined(__linux__)
 static int read_int_file(const char * path, int * value) {
     FILE * f = fopen(path, "r");

@@ -34,6 +34,12 @@ typedef struct odllm_kernel_table {
      * which is what one 8-lane AVX2 accumulator, or two 4-lane NEON sdot accumulators, compute.
      * Identical bits matter: a quantized activation is a step function of the previous layer's output,
      * so backends that differ in the last ulp would round some activation differently and drift apart.
+     *
+     * The one exception is the neon-i8mm table for m >= 2 (prefill): smmla sums 8 products, so it follows the
+     * block-dot contract instead, for every row of such a call:
+     *   dot(b) = sum of qw*qx over the 32 values of block b (an exact integer)
+     *   acc    = fmaf((float)dot(b), c(b), acc) for b = 0, 1, ... in order, from acc = 0;  y = acc (int8: times its row scale)
+     * It differs from the lane contract only in float summation order; with m = 1 (decode) it follows the lane contract.
      */
     void (*quantize_act)(const float * x, int64_t k, int8_t * q, float * d);
     /* w: n rows of k/32 Q8_0 blocks (34 bytes: f16 d, 32 int8). */
@@ -91,6 +97,9 @@ extern const odllm_kernel_table odllm_kernels_avx2_vnni;
 extern const odllm_kernel_table odllm_kernels_neon;
 extern const odllm_kernel_table odllm_kernels_neon_dotprod;
 #endif
+#if defined(ODLLM_HAVE_I8MM)
+extern const odllm_kernel_table odllm_kernels_neon_i8mm;
+#endif
 
 /* IEEE binary16 -> binary32, exact for every input including subnormals, infinities and NaNs. */
 static inline float odllm_f16_to_f32(uint16_t h) {
@@ -139,6 +148,7 @@ int odllm_cpu_has_avx2(void);
 int odllm_cpu_has_avx_vnni(void);
 int odllm_cpu_has_neon(void);
 int odllm_cpu_has_dotprod(void);
+int odllm_cpu_has_i8mm(void);
 int odllm_cpu_physical_cores(void);
 
 #endif /* ODLLM_KERNELS_H */

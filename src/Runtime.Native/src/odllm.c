@@ -59,6 +59,9 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
 #if defined(ODLLM_HAVE_AVX2)
         if (odllm_cpu_has_avx2()) { *out = &odllm_kernels_avx2; return ODLLM_OK; }
 #endif
+#if defined(ODLLM_HAVE_I8MM)
+        if (odllm_cpu_has_i8mm()) { *out = &odllm_kernels_neon_i8mm; return ODLLM_OK; }
+#endif
 #if defined(ODLLM_HAVE_NEON)
         if (odllm_cpu_has_dotprod()) { *out = &odllm_kernels_neon_dotprod; return ODLLM_OK; }
         if (odllm_cpu_has_neon()) { *out = &odllm_kernels_neon; return ODLLM_OK; }
@@ -88,6 +91,12 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     case ODLLM_ISA_NEON_DOTPROD:
         if (!odllm_cpu_has_dotprod()) return ODLLM_ERR_UNSUPPORTED_ISA;
         *out = &odllm_kernels_neon_dotprod;
+        return ODLLM_OK;
+#endif
+#if defined(ODLLM_HAVE_I8MM)
+    case ODLLM_ISA_NEON_I8MM:
+        if (!odllm_cpu_has_i8mm()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_neon_i8mm;
         return ODLLM_OK;
 #endif
     default:
@@ -198,8 +207,10 @@ static void matmul_slice(void * arg, int ith, int nth) {
         if (chunk < 2) chunk = 2;
         const int64_t nb = k / ODLLM_QK;
         const uint8_t * w8 = job->w;
-        for (int64_t i0 = 0; i0 < m; i0 += chunk) {
-            const int64_t mc = m - i0 < chunk ? m - i0 : chunk;
+        for (int64_t i0 = 0; i0 < m; ) {
+            int64_t mc = m - i0 < chunk ? m - i0 : chunk;
+            /* No chunk of one row after others: a kernel may treat m = 1 (decode) differently (neon-i8mm does). */
+            if (m - i0 - mc == 1) mc++;
             const int8_t * xq = job->xq + i0 * k;
             const float * xd = job->xd + i0 * nb;
             float * y = job->y + i0 * n + j0;
@@ -215,6 +226,7 @@ static void matmul_slice(void * arg, int ith, int nth) {
                 kt->gemm_i8(xq, xd, mc, (const int8_t *)w8 + j0 * k, w8 + n * k + j0 * 4, rows, k, y, n);
                 break;
             }
+            i0 += mc;
         }
         return;
     }

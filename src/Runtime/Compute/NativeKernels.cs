@@ -19,6 +19,8 @@ public enum NativeIsa
     NeonDotprod = 4,
     /// <summary>x86-64 AVX2 + FMA + F16C with AVX-VNNI (vpdpbusd).</summary>
     Avx2Vnni = 5,
+    /// <summary>AArch64 Advanced SIMD with dotprod and I8MM (smmla for prefill).</summary>
+    NeonI8mm = 7,
 }
 
 /// <summary>A native kernel call failed; <see cref="Status"/> is the odllm_status code.</summary>
@@ -51,7 +53,7 @@ public sealed class NativeKernels : IKernels, IDisposable
 
     public string Name { get; }
 
-    /// <summary>The kernel set the library chose: "avx2-vnni", "avx2", "neon-dotprod", "neon" or "scalar".</summary>
+    /// <summary>The kernel set the library chose: "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar".</summary>
     public string Backend { get; }
 
     /// <summary>Threads per operator, the calling thread included.</summary>

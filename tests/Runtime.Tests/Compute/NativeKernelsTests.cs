@@ -83,6 +83,12 @@ public sealed class NativeKernelsTests
         return data;
     }
 
+    /// <summary>The CPU's feature words from /proc/cpuinfo ("Features" on AArch64): .NET has no I8MM query.</summary>
+    private static string[] LinuxCpuFeatures() => File.Exists("/proc/cpuinfo")
+        ? File.ReadLines("/proc/cpuinfo").Where(l => l.StartsWith("Features", StringComparison.Ordinal))
+            .SelectMany(l => l[(l.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToArray()
+        : [];
+
     [Fact]
     public void DefaultKernelsAreTheNativeLibrary()
     {
@@ -93,7 +99,7 @@ public sealed class NativeKernelsTests
         Assert.Equal("native-" + native.Backend, native.Name);
         Assert.True(native.Threads >= 1);
         string expected = Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx2-vnni" : "avx2")
-            : Dp.IsSupported ? "neon-dotprod" : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
+            : Dp.IsSupported ? (LinuxCpuFeatures().Contains("i8mm") ? "neon-i8mm" : "neon-dotprod") : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
         Assert.Equal(expected, native.Backend);
         Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "runtimes", NativeMethods.HostRid(), "native", NativeMethods.LibraryFileName)),
             "the library is not in the runtimes/<rid>/native layout of the test output");
