@@ -2,6 +2,7 @@
 // decode step captured once as a CUDA graph and replayed. Mirrors src/Runtime/Inference/Transformer.cs.
 #include "odllm_cuda.h"
 #include "cuda_kernels.cuh"
+#include "cuda_prefill.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -130,6 +131,7 @@ struct odllm_cuda_sequence {
     odllm_cuda_model* model = nullptr;
     int capacity = 0;
     int max_keys = 0;  // longest key range a query can see: the attention kernel's shared-memory size
+    bool flash = false;  // prefill attention on tensor cores (the head dim fits it and the device's shared memory)
     cudaStream_t stream = nullptr;
     float* kv = nullptr;  // [layer][k|v][capacity][kv_dim]
     float* partial = nullptr;  // split-KV decode attention: per head and split, max, sum and values
@@ -214,26 +216,58 @@ struct odllm_cuda_sequence {
         return ODLLM_CUDA_OK;
     }
 
-    // A matrix input: f32 values, and whether xq8/xqd/xqf hold their quantized copy (written by the producer).
+    // A matrix input: f32 values, whether xq8/xqd hold its quantized copy (written by the producer), and whether xqf
+    // holds that copy's values as f32 (only the kernels that multiply in f32 read it; the tensor-core products don't).
     struct Input {
         const float* f;
         bool quantized;
+        bool quantizedF32;
     };
 
     static bool needs_int(const Matrix& w) { return w.data && quantizes_activations(w.type); }
+    static bool uses_mma(const Matrix& w, int n) { return needs_int(w) && matmul_uses_mma(w.type, n, w.cols); }
+    // Whether an integer-type product over n rows of k inputs reads the f32 copy (the GEMVs and the f32 tiles do).
+    static bool reads_f32_copy(int n, int k) { return !(n > 8 && k % 32 == 0); }
 
     void quantize_for(Input& in, int n, int k)
     {
-        if (in.quantized) return;
-        launch_quantize(in.f, xq8, xqd, xqf, n, k, stream);
+        bool f32 = reads_f32_copy(n, k);
+        if (in.quantized && (in.quantizedF32 || !f32)) return;
+        launch_quantize(in.f, xq8, xqd, f32 ? xqf : nullptr, n, k, stream);
         in.quantized = true;
+        in.quantizedF32 = f32;
     }
 
     Input norm_rows(const float* in, const float* w, const float* b, float* out, int n, bool quantize)
     {
         const auto& c = model->c;
-        launch_norm(in, out, w, b, n, c.hidden, 0, c.norm_kind, c.norm_eps, stream, quantize ? xq8 : nullptr, xqd, xqf);
-        return {out, quantize};
+        bool f32 = quantize && reads_f32_copy(n, c.hidden);
+        launch_norm(in, out, w, b, n, c.hidden, 0, c.norm_kind, c.norm_eps, stream, quantize ? xq8 : nullptr, xqd, f32 ? xqf : nullptr);
+        return {out, quantize, f32};
+    }
+
+    // One tensor-core launch over up to three integer matrices of one type sharing the input (n > 8 rows).
+    void mma(Input& in, int n, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
+             std::initializer_list<float*> outs, int mode, const float* resid = nullptr)
+    {
+        const Matrix& w0 = **ms.begin();
+        quantize_for(in, n, w0.cols);
+        MmaArgs a{};
+        int i = 0;
+        for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
+        i = 0;
+        for (const float* b : biases) a.m[i++].bias = b;
+        i = 0;
+        for (float* y : outs) a.m[i++].y = y;
+        a.count = (int)ms.size();
+        a.rows = n;
+        a.k = w0.cols;
+        a.mode = mode;
+        a.activation = model->c.activation;
+        a.xq = xq8;
+        a.xd = xqd;
+        a.resid = resid;
+        launch_matmul_mma(a, w0.type, stream);
     }
 
     // One launch over up to three matrices of one type sharing the input (decode only, n = 1).
@@ -266,9 +300,9 @@ struct odllm_cuda_sequence {
     void project(Input& in, int n, const Matrix& w, const float* bias, float* out)
     {
         if (n == 1) { gemv(in, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
+        if (uses_mma(w, n)) { mma(in, n, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
         if (needs_int(w)) quantize_for(in, n, w.cols);
-        if (matmul_uses_mma(w.type, n, w.cols)) launch_matmul_mma(xq8, xqd, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
-        else launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
+        launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
     }
 
     // up ← act(gate(x)) · up(x) (or act(up(x))), one fused launch when decoding.
@@ -277,6 +311,11 @@ struct odllm_cuda_sequence {
         const auto& c = model->c;
         if (n == 1 && !w.gate.data) { gemv(in, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return; }
         if (n == 1 && w.gate.type == w.up.type) { gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED); return; }
+        if (!w.gate.data && uses_mma(w.up, n)) { mma(in, n, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return; }
+        if (w.gate.data && uses_mma(w.gate, n) && w.gate.type == w.up.type) {
+            mma(in, n, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED);
+            return;
+        }
         project(in, n, w.up, w.bup, up);
         if (w.gate.data) {
             project(in, n, w.gate, nullptr, gate);
@@ -304,8 +343,11 @@ struct odllm_cuda_sequence {
             const Layer& w = model->layers[l];
             bool ffnInt = needs_int(w.up) || needs_int(w.gate);
             Input xin = norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n, needs_int(w.wq) || needs_int(w.wk) || needs_int(w.wv));
-            if (decode && w.wq.type == w.wk.type && w.wk.type == w.wv.type) {
+            bool qkvOneType = w.wq.type == w.wk.type && w.wk.type == w.wv.type;
+            if (decode && qkvOneType) {
                 gemv(xin, {&w.wq, &w.wk, &w.wv}, {w.bq, w.bk, w.bv}, {q, k, v}, GEMV_PLAIN);
+            } else if (qkvOneType && uses_mma(w.wq, n)) {
+                mma(xin, n, {&w.wq, &w.wk, &w.wv}, {w.bq, w.bk, w.bv}, {q, k, v}, GEMV_PLAIN);
             } else {
                 project(xin, n, w.wq, w.bq, q);
                 project(xin, n, w.wk, w.bk, k);
@@ -318,27 +360,32 @@ struct odllm_cuda_sequence {
             if (decode)
                 launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                         c.attn_softcap, model->alibi_slopes, max_keys, stream);
+            else if (flash)
+                launch_flash_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
+                                       c.attn_softcap, model->alibi_slopes, stream);
             else
                 launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                  c.attn_softcap, model->alibi_slopes, max_keys, stream);
-            Input ain{att, false};
+            Input ain{att, false, false};
             switch (c.layout) {
             case 0: { // sequential: x += o(att); x += ffn(ffn_norm(x))
                 if (decode) gemv(ain, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
+                else if (uses_mma(w.wo, n)) mma(ain, n, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
                 else { project(ain, n, w.wo, w.bo, att_out); launch_add(x, att_out, x, hn, stream); }
                 Input fin = norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt);
                 feed_forward(w, fin, n);
-                Input uin{up, false};
+                Input uin{up, false, false};
                 if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
+                else if (uses_mma(w.down, n)) mma(uin, n, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
                 else { project(uin, n, w.down, w.bdown, ffn_out); launch_add(x, ffn_out, x, hn, stream); }
                 break;
             }
             case 1: { // parallel: x += ffn(norm(x)) + o(att), with one shared norm or a separate MLP norm (Falcon-40B)
                 project(ain, n, w.wo, w.bo, att_out);
                 // Without an MLP norm the attention norm's output is reused; its quantized copy was overwritten by att's.
-                Input fin = w.ffn_norm ? norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt) : Input{xn, false};
+                Input fin = w.ffn_norm ? norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt) : Input{xn, false, false};
                 feed_forward(w, fin, n);
-                Input uin{up, false};
+                Input uin{up, false, false};
                 if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, att_out);
                 else {
                     project(uin, n, w.down, w.bdown, ffn_out);
@@ -353,7 +400,7 @@ struct odllm_cuda_sequence {
                 launch_add(x, att_out, x, hn, stream);
                 Input fin = norm_rows(x, w.ffn_norm, nullptr, xn, n, ffnInt);
                 feed_forward(w, fin, n);
-                Input uin{up, false};
+                Input uin{up, false, false};
                 project(uin, n, w.down, w.bdown, ffn_out);
                 norm_rows(ffn_out, w.post_ffn_norm, nullptr, ffn_out, n, false);
                 launch_add(x, ffn_out, x, hn, stream);
@@ -492,12 +539,15 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
                     std::max(shared, splitShared), optin);
     CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared), "cudaFuncSetAttribute");
     CK(cudaFuncSetAttribute(k_attention_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)splitShared), "cudaFuncSetAttribute");
+    bool flash = flash_attention_prepare(c.head_dim, optin);
+    cudaGetLastError();  // a refused attribute leaves the f32 kernel in use, not an error
 
     auto* s = new (std::nothrow) odllm_cuda_sequence();
     if (!s) return fail(ODLLM_CUDA_ERR_OUT_OF_MEMORY, "out of host memory");
     s->model = model;
     s->capacity = capacity;
     s->max_keys = maxKeys;
+    s->flash = flash;
     cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) {
         size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * sizeof(float);

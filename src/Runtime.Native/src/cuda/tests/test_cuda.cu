@@ -2,6 +2,7 @@
 // data, with outputs poisoned (NaN) before each launch so an unwritten element fails. Exit 77 (CTest's skip code)
 // when no device is present.
 #include "../cuda_kernels.cuh"
+#include "../cuda_prefill.cuh"
 
 #include <cmath>
 #include <cstdio>
@@ -183,6 +184,61 @@ static void test_matmul_mma(int type, int m, int k, int n)
     check(what, dy.get(), want, scale, 1e-5);
 }
 
+// The tensor-core product's fused forms: q/k/v in one launch, the gate (up·act(gate)), the activation, the residual.
+static void test_matmul_mma_fused(int type, int m, int k, int mode)
+{
+    int count = mode == GEMV_GATED ? 2 : mode == GEMV_PLAIN ? 3 : 1;
+    int rowsOf[3] = {mode == GEMV_GATED ? 200 : 300, mode == GEMV_GATED ? 200 : 40, 72};
+    std::vector<std::vector<uint8_t>> w;
+    std::vector<std::vector<float>> bias;
+    for (int i = 0; i < count; i++) { w.push_back(random_matrix(type, rowsOf[i], k)); bias.push_back(random_vector(rowsOf[i])); }
+    auto x = random_vector((size_t)m * k, 3.f);
+    auto xq = quantize_reference(x, m, k);
+    auto resid = random_vector((size_t)m * rowsOf[0]);
+    auto dot = [&](int i, int t, int r, double* scale) {
+        double s = 0, a = 0;
+        for (int c = 0; c < k; c++) { double p = xq[(size_t)t * k + c] * decode(type, w[i], rowsOf[i], k, r, c); s += p; a += std::fabs(p); }
+        *scale = a;
+        return s;
+    };
+    std::vector<Device<uint8_t>*> dw;
+    std::vector<Device<float>*> db, dy;
+    for (int i = 0; i < count; i++) {
+        dw.push_back(new Device<uint8_t>(w[i]));
+        db.push_back(new Device<float>(bias[i]));
+        dy.push_back(mode == GEMV_RESIDUAL ? new Device<float>(resid) : new Device<float>((size_t)m * rowsOf[i]));
+        if (mode != GEMV_RESIDUAL) dy[i]->poison();
+    }
+    Device<float> dx(x), qd((size_t)m * (k / 32));
+    Device<int8_t> q((size_t)m * k);
+    launch_quantize(dx.p, q.p, qd.p, nullptr, m, k, 0);
+    MmaArgs a{};
+    for (int i = 0; i < count; i++) a.m[i] = GemvMatrix{dw[i]->p, mode == GEMV_GATED && i == 0 ? nullptr : db[i]->p, dy[i]->p, rowsOf[i]};
+    a.count = count; a.rows = m; a.k = k; a.mode = mode; a.activation = ACT_GELU_TANH;
+    a.xq = q.p; a.xd = qd.p;
+    a.resid = mode == GEMV_RESIDUAL ? dy[0]->p : nullptr;  // in place, as x += o(att)
+    launch_matmul_mma(a, type, 0);
+    CUDA_OK(cudaGetLastError());
+    auto gelu = [](double g) { return 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))); };
+    char what[96];
+    for (int i = (mode == GEMV_GATED ? 1 : 0); i < count; i++) {
+        std::vector<double> want((size_t)m * rowsOf[i]), scale((size_t)m * rowsOf[i]);
+        for (int t = 0; t < m; t++)
+            for (int r = 0; r < rowsOf[i]; r++) {
+                size_t o = (size_t)t * rowsOf[i] + r;
+                double sc, v = dot(i, t, r, &sc) + bias[i][r];
+                scale[o] = sc + std::fabs(bias[i][r]) + 1e-3;
+                if (mode == GEMV_ACTIVATE) v = gelu(v);
+                if (mode == GEMV_RESIDUAL) { v += resid[o]; scale[o] += std::fabs(resid[o]); }
+                if (mode == GEMV_GATED) { double sg; double g = dot(0, t, r, &sg); v = v * gelu(g); scale[o] = (scale[o] + sg) * (1 + std::fabs(g)); }
+                want[o] = v;
+            }
+        snprintf(what, sizeof what, "matmul mma %s m=%d k=%d mode=%d matrix %d/%d", type_name(type), m, k, mode, i + 1, count);
+        check(what, dy[i]->get(), want, scale, 1e-5);
+    }
+    for (int i = 0; i < count; i++) { delete dw[i]; delete db[i]; delete dy[i]; }
+}
+
 static void test_embed(int type)
 {
     int rows = 50, cols = 96;
@@ -318,6 +374,21 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
     char what[128];
     snprintf(what, sizeof what, "attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
     check(what, dout.get(), want, {}, 2e-5);
+    if (n > 1) {
+        int optin = 0;
+        CUDA_OK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+        if (flash_attention_prepare(d, optin)) {
+            dout.poison();
+            launch_flash_attention(dq.p, dk.p, dv.p, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap,
+                                   alibi ? dslopes.p : nullptr, 0);
+            CUDA_OK(cudaGetLastError());
+            snprintf(what, sizeof what, "flash attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
+            check(what, dout.get(), want, {}, 5e-5);
+        } else {
+            printf("skip flash attention d=%d: needs %zu bytes of shared memory, the device allows %d\n", d,
+                   flash_attention_shared_bytes(d), optin);
+        }
+    }
     if (n == 1) {
         Device<float> partial(attention_partial_floats(heads, d, maxKeys));
         partial.poison();
@@ -503,6 +574,13 @@ int main()
     test_attention(1, 1300, 4, 2, 64, 100, 0.f, true);
     test_attention(1, 63, 4, 2, 32, 0, 0.f, false);
     test_attention(1, 64, 4, 2, 32, 0, 0.f, false);
+    // Prefill shapes for the flash kernel: several query tiles, ragged ends, padded head dims, GQA/MQA, window, caps.
+    test_attention(150, 0, 8, 1, 256, 0, 0.f, false);
+    test_attention(100, 37, 4, 2, 256, 0, 30.f, false);
+    test_attention(70, 20, 4, 4, 80, 0, 0.f, true);
+    test_attention(130, 0, 4, 2, 64, 50, 0.f, false);
+    test_attention(40, 0, 6, 2, 8, 0, 0.f, false);
+    test_attention(65, 3, 2, 1, 128, 16, 20.f, true);
     test_elementwise();
     test_quantize(3, 256);
     test_quantize(2, 72);  // int8 rows of a length that is not a multiple of 32
@@ -510,6 +588,10 @@ int main()
         test_matmul_mma(type, 24, 64, 96);     // a fixture's shape: one stage, partly empty
         test_matmul_mma(type, 130, 512, 200);  // ragged tiles in both directions
         test_matmul_mma(type, 64, 2048, 64);
+        test_matmul_mma(type, 200, 96, 130);    // an odd block count: the 16-bit weight loads
+        test_matmul_mma(type, 129, 1088, 260);  // a last stage of one block pair
+        for (int mode : {GEMV_PLAIN, GEMV_GATED, GEMV_ACTIVATE, GEMV_RESIDUAL}) test_matmul_mma_fused(type, 150, 256, mode);
+        test_matmul_mma_fused(type, 40, 160, GEMV_GATED);  // k of 5 blocks
     }
     for (int kind = 0; kind < 3; kind++) { test_norm_quantized(kind, 2, 2048); test_norm_quantized(kind, 3, 72); }
     for (int type = 0; type <= TYPE_Q4_0; type++) {

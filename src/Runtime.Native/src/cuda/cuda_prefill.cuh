@@ -1,0 +1,606 @@
+// Tensor-core kernels of the prompt (prefill) pass: the integer-type matrix product over int8 activations and a
+// flash-attention kernel. Internal, like cuda_kernels.cuh: included by odllm_cuda.cu and tests/test_cuda.cu.
+#pragma once
+
+#include "cuda_kernels.cuh"
+
+namespace odllm_cuda {
+
+// ---------------------------------------------------------------------------------------------
+// Integer-type products (int8, q8_0, q4_0) for more than 8 input rows: int8 tensor cores (mma.sync m16n8k32, one
+// instruction per block of 32) over the quantized activations, so each block's Σ q_w·q_x is exact as in the CPU
+// kernels' contract, then scaled by (weight scale · activation scale) into f32. A 128×128 output tile per 256
+// threads (2×4 warps of 64×32); each stage covers 4 blocks of 32 along k. The next stage's global loads are issued
+// into registers before the current stage's products, and written to shared memory (the weights decoded to int8)
+// after them. The per-block scaling runs on the CUDA cores, so it avoids the int→float conversion instruction
+// (a quarter-rate unit): a block sum (|s| < 2^22) becomes a float by one integer add and one float subtraction.
+//
+// One launch covers up to three matrices sharing the input (q, k and v: each matrix gets its own column tiles),
+// and the step after the product is fused in as in the decode GEMV: bias, residual add, activation, or the gate
+// (GEMV_GATED: a tile holds 64 gate rows and the same 64 up rows, so a thread has both of an output's products).
+// ---------------------------------------------------------------------------------------------
+
+constexpr int MM_BM = 128, MM_BN = 128, MM_THREADS = 256, MM_STAGE = 4, MM_ROW = MM_STAGE * 32 + 16;
+
+struct MmaArgs {
+    GemvMatrix m[3];    // GATED: m[0] gate, m[1] up, output in m[1].y
+    int count;
+    int rows;           // input rows (tokens)
+    int k, mode, activation;
+    const int8_t* xq;   // [rows][k] int8 activations and their block scales [rows][k / 32]
+    const float* xd;
+    const float* resid; // RESIDUAL: y = resid + (dot + bias); may equal y
+};
+
+__device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1)
+{
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+
+// Exact for −2^22 ≤ v < 2^22: the bits of 1.5·2^23 plus v are the float 1.5·2^23 + v.
+__device__ __forceinline__ float small_int_to_float(int v) { return __int_as_float(v + 0x4B400000) - 12582912.f; }
+
+__device__ __forceinline__ float half_bits_to_float(uint32_t bits) { return __half2float(__ushort_as_half((unsigned short)(bits & 0xFFFFu))); }
+
+// Raw words of two consecutive weight blocks of one row (36 bytes of q4_0, 68 of q8_0, 64 of int8).
+template <int T> struct BlockPair { static constexpr int words = T == TYPE_Q4_0 ? 9 : T == TYPE_Q8_0 ? 17 : 16; };
+
+// Loads blocks b and b + 1 of `row` (zero where the row or a block is past the end). With an even block count every
+// pair starts 4-byte aligned and is read in 32-bit words; otherwise in the blocks' 16-bit words.
+template <int T>
+__device__ __forceinline__ void load_block_pair(const uint8_t* __restrict__ w, int row, int blocks, int b, bool valid,
+                                                uint32_t (&raw)[BlockPair<T>::words])
+{
+    constexpr int W = BlockPair<T>::words;
+#pragma unroll
+    for (int i = 0; i < W; i++) raw[i] = 0;
+    if (!valid || b >= blocks) return;
+    bool both = b + 1 < blocks;
+    if constexpr (T == TYPE_INT8) {
+        const uint4* src = reinterpret_cast<const uint4*>(w + ((int64_t)row * blocks + b) * 32);
+#pragma unroll
+        for (int v = 0; v < 4; v++) {
+            if (v < 2 || both) {
+                uint4 x = __ldg(src + v);
+                raw[4 * v] = x.x; raw[4 * v + 1] = x.y; raw[4 * v + 2] = x.z; raw[4 * v + 3] = x.w;
+            }
+        }
+    } else {
+        constexpr int bytes = T == TYPE_Q8_0 ? 34 : 18;
+        const uint8_t* src = w + ((int64_t)row * blocks + b) * bytes;
+        if (both && blocks % 2 == 0) {
+            const uint32_t* s32 = reinterpret_cast<const uint32_t*>(src);
+#pragma unroll
+            for (int i = 0; i < W; i++) raw[i] = __ldg(s32 + i);
+        } else {
+            const uint16_t* s16 = reinterpret_cast<const uint16_t*>(src);
+            int halves = both ? 2 * (bytes / 2) : bytes / 2;
+#pragma unroll
+            for (int i = 0; i < 2 * W; i++)
+                if (i < halves) raw[i / 2] |= (uint32_t)__ldg(s16 + i) << (16 * (i & 1));
+        }
+    }
+}
+
+// The pair's 2 × 32 int8 weights (8 words each, element order) and block scales (int8: 1, its row scale comes last).
+template <int T>
+__device__ __forceinline__ void decode_block_pair(const uint32_t (&raw)[BlockPair<T>::words], uint32_t (&words)[2][8], float (&scale)[2])
+{
+    if constexpr (T == TYPE_INT8) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int i = 0; i < 8; i++) words[h][i] = raw[8 * h + i];
+            scale[h] = 1.f;
+        }
+    } else if constexpr (T == TYPE_Q8_0) {
+        // Block 0: scale in bytes 0-1, values in bytes 2-33; block 1: scale in bytes 34-35, values in bytes 36-67.
+        scale[0] = half_bits_to_float(raw[0]);
+#pragma unroll
+        for (int i = 0; i < 8; i++) words[0][i] = __funnelshift_r(raw[i], raw[i + 1], 16);
+        scale[1] = half_bits_to_float(raw[8] >> 16);
+#pragma unroll
+        for (int i = 0; i < 8; i++) words[1][i] = raw[9 + i];
+    } else {
+        // Block 0: scale in bytes 0-1, nibbles in bytes 2-17; block 1: scale in bytes 18-19, nibbles in bytes 20-35.
+        // Byte j holds element j (low nibble) and element j + 16 (high nibble), each + 8.
+        uint32_t packed[2][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) { packed[0][i] = __funnelshift_r(raw[i], raw[i + 1], 16); packed[1][i] = raw[5 + i]; }
+        scale[0] = half_bits_to_float(raw[0]);
+        scale[1] = half_bits_to_float(raw[4] >> 16);
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                words[h][i] = __vsub4(packed[h][i] & 0x0F0F0F0Fu, 0x08080808u);
+                words[h][4 + i] = __vsub4((packed[h][i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+            }
+    }
+}
+
+__host__ __device__ __forceinline__ int mma_column_tiles(int rows, int mode) { return mode == GEMV_GATED ? (rows + MM_BN / 2 - 1) / (MM_BN / 2) : (rows + MM_BN - 1) / MM_BN; }
+
+template <int T>
+__global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
+{
+    __shared__ __align__(16) int8_t as[MM_BM][MM_ROW];
+    __shared__ __align__(16) int8_t bs[MM_BN][MM_ROW];
+    __shared__ float ads[MM_BM][MM_STAGE], bds[MM_BN][MM_STAGE];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = lane >> 2, quad = lane & 3;
+    int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    bool gated = a.mode == GEMV_GATED;
+    // Column tile → matrix: every matrix has its own tiles, so a tile never straddles two.
+    int tile = blockIdx.x, mi = 0;
+    while (!gated && mi + 1 < a.count && tile >= mma_column_tiles(a.m[mi].rows, a.mode)) tile -= mma_column_tiles(a.m[mi++].rows, a.mode);
+    int col0 = tile * (gated ? MM_BN / 2 : MM_BN);
+    int m0 = blockIdx.y * MM_BM, m = a.rows, k = a.k, blocks = k / 32;
+
+    // This thread stages row br of the weight tile, blocks 2·bhalf and 2·bhalf + 1 of each stage.
+    int br = tid >> 1, bhalf = tid & 1;
+    const uint8_t* bw;
+    int brow;
+    bool bvalid;
+    if (gated) {
+        int jj = br & 31;
+        const GemvMatrix& g = a.m[jj < 16 ? 0 : 1];
+        bw = g.w;
+        brow = col0 + (br >> 5) * 16 + (jj & 15);
+        bvalid = brow < g.rows;
+    } else {
+        bw = a.m[mi].w;
+        brow = col0 + br;
+        bvalid = brow < a.m[mi].rows;
+    }
+
+    uint4 araw[4];
+    float adraw[2];
+    uint32_t raw[BlockPair<T>::words];
+    auto load_stage = [&](int b0) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int item = tid + i * MM_THREADS, r = item >> 3, part = item & 7, b = b0 + (part >> 1);
+            araw[i] = make_uint4(0, 0, 0, 0);
+            if (m0 + r < m && b < blocks) araw[i] = *reinterpret_cast<const uint4*>(a.xq + (int64_t)(m0 + r) * k + b * 32 + (part & 1) * 16);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int item = tid + i * MM_THREADS, r = item >> 2, b = b0 + (item & 3);
+            adraw[i] = (m0 + r < m && b < blocks) ? a.xd[(int64_t)(m0 + r) * blocks + b] : 0.f;
+        }
+        load_block_pair<T>(bw, brow, blocks, b0 + 2 * bhalf, bvalid, raw);
+    };
+    auto store_stage = [&]() {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int item = tid + i * MM_THREADS;
+            *reinterpret_cast<uint4*>(&as[item >> 3][(item & 7) * 16]) = araw[i];
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int item = tid + i * MM_THREADS;
+            ads[item >> 2][item & 3] = adraw[i];
+        }
+        uint32_t words[2][8];
+        float scale[2];
+        decode_block_pair<T>(raw, words, scale);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint4* dst = reinterpret_cast<uint4*>(&bs[br][(2 * bhalf + h) * 32]);
+            dst[0] = make_uint4(words[h][0], words[h][1], words[h][2], words[h][3]);
+            dst[1] = make_uint4(words[h][4], words[h][5], words[h][6], words[h][7]);
+            bds[br][2 * bhalf + h] = scale[h];
+        }
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+
+    int stages = (blocks + MM_STAGE - 1) / MM_STAGE;
+    load_stage(0);
+    store_stage();
+    __syncthreads();
+    for (int s = 0; s < stages; s++) {
+        if (s + 1 < stages) load_stage((s + 1) * MM_STAGE);
+#pragma unroll 1
+        for (int j = 0; j < MM_STAGE; j++) {
+            int af[4][4];
+            float xd0[4], xd1[4];
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                int r = wm + mt * 16 + group;
+                af[mt][0] = *reinterpret_cast<const int*>(&as[r][j * 32 + quad * 4]);
+                af[mt][1] = *reinterpret_cast<const int*>(&as[r + 8][j * 32 + quad * 4]);
+                af[mt][2] = *reinterpret_cast<const int*>(&as[r][j * 32 + 16 + quad * 4]);
+                af[mt][3] = *reinterpret_cast<const int*>(&as[r + 8][j * 32 + 16 + quad * 4]);
+                xd0[mt] = ads[r][j];
+                xd1[mt] = ads[r + 8][j];
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                int c = wn + nt * 8 + group;
+                int b0 = *reinterpret_cast<const int*>(&bs[c][j * 32 + quad * 4]);
+                int b1 = *reinterpret_cast<const int*>(&bs[c][j * 32 + 16 + quad * 4]);
+                float wd0 = bds[wn + nt * 8 + quad * 2][j], wd1 = bds[wn + nt * 8 + quad * 2 + 1][j];
+#pragma unroll
+                for (int mt = 0; mt < 4; mt++) {
+                    int cs[4];
+                    mma_s8(cs, af[mt], b0, b1);
+                    acc[mt][nt][0] = fmaf(small_int_to_float(cs[0]), wd0 * xd0[mt], acc[mt][nt][0]);
+                    acc[mt][nt][1] = fmaf(small_int_to_float(cs[1]), wd1 * xd0[mt], acc[mt][nt][1]);
+                    acc[mt][nt][2] = fmaf(small_int_to_float(cs[2]), wd0 * xd1[mt], acc[mt][nt][2]);
+                    acc[mt][nt][3] = fmaf(small_int_to_float(cs[3]), wd1 * xd1[mt], acc[mt][nt][3]);
+                }
+            }
+        }
+        __syncthreads();
+        if (s + 1 < stages) {
+            store_stage();
+            __syncthreads();
+        }
+    }
+
+    // Epilogue: thread value (mt, nt, e) is output row m0 + wm + mt·16 + group (+8 for e ≥ 2), tile column
+    // wn + nt·8 + 2·quad + (e & 1).
+    const GemvMatrix& out = a.m[gated ? 1 : mi];
+    int n = out.rows;
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = m0 + wm + mt * 16 + group + (e >= 2 ? 8 : 0);
+            if (r >= m) continue;
+            if (gated) {
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++) {
+                    int f = col0 + (warp & 3) * 16 + nt * 8 + quad * 2 + (e & 1);
+                    if (f >= n) continue;
+                    float g = acc[mt][nt][e], u = acc[mt][nt + 2][e];
+                    if constexpr (T == TYPE_INT8) {
+                        g *= __ldg(reinterpret_cast<const float*>(a.m[0].w + (int64_t)n * k) + f);
+                        u *= __ldg(reinterpret_cast<const float*>(out.w + (int64_t)n * k) + f);
+                    }
+                    out.y[(int64_t)r * n + f] = (u + (out.bias ? out.bias[f] : 0.f)) * activate(a.activation, g);
+                }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    int c = col0 + wn + nt * 8 + quad * 2 + (e & 1);
+                    if (c >= n) continue;
+                    float v = acc[mt][nt][e];
+                    if constexpr (T == TYPE_INT8) v *= __ldg(reinterpret_cast<const float*>(out.w + (int64_t)n * k) + c);
+                    v += out.bias ? out.bias[c] : 0.f;
+                    if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
+                    else if (a.mode == GEMV_RESIDUAL) v += a.resid[(int64_t)r * n + c];
+                    out.y[(int64_t)r * n + c] = v;
+                }
+            }
+        }
+}
+
+// The tensor-core path: an integer weight type with more than 8 input rows and whole blocks of 32.
+inline bool matmul_uses_mma(int type, int m, int k) { return m > 8 && k % 32 == 0 && quantizes_activations(type); }
+
+// GATED needs m[0] and m[1] of one row count; RESIDUAL writes y = resid + product.
+inline void launch_matmul_mma(const MmaArgs& a, int type, cudaStream_t stream)
+{
+    int tiles = 0;
+    if (a.mode == GEMV_GATED) tiles = mma_column_tiles(a.m[1].rows, a.mode);
+    else for (int i = 0; i < a.count; i++) tiles += mma_column_tiles(a.m[i].rows, a.mode);
+    dim3 grid(tiles, (a.rows + MM_BM - 1) / MM_BM);
+    if (type == TYPE_INT8) k_matmul_mma<TYPE_INT8><<<grid, MM_THREADS, 0, stream>>>(a);
+    else if (type == TYPE_Q8_0) k_matmul_mma<TYPE_Q8_0><<<grid, MM_THREADS, 0, stream>>>(a);
+    else k_matmul_mma<TYPE_Q4_0><<<grid, MM_THREADS, 0, stream>>>(a);
+}
+
+// One matrix, y = x·Wᵀ + bias.
+inline void launch_matmul_mma(const int8_t* xq, const float* xd, int m, int k, const uint8_t* w, int type, int n,
+                              const float* bias, float* y, cudaStream_t stream)
+{
+    MmaArgs a{};
+    a.m[0] = GemvMatrix{w, bias, y, n};
+    a.count = 1;
+    a.rows = m;
+    a.k = k;
+    a.mode = GEMV_PLAIN;
+    a.xq = xq;
+    a.xd = xd;
+    launch_matmul_mma(a, type, stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill attention on tensor cores (flash attention): block (64 queries, head) walks the keys in tiles of 32 with
+// an online softmax, Q·Kᵀ and P·V as mma.sync m16n8k16 with f32 accumulators. Each f32 operand is split into two
+// f16 halves (x ≈ hi + lo) and every product takes three MMAs (hi·hi + lo·hi + hi·lo), which keeps about 21 bits
+// of each operand: the results stay within a few 1e-6 of the f32 kernel, so every model and fixture can use it.
+// Scores as k_attention: (q·k + slope·key)·scale, then cap·tanh(score/cap), causal with the sliding window.
+// Head dims are padded with zeros to 32, 64, 128 or 256. The cache stays f32; tiles are converted on the way in.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int FA_BM = 64, FA_BN = 32, FA_THREADS = 128;
+static_assert(FA_BM == 2 * FA_BN, "the q tile loads twice the items of a key tile");
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// (x, y) → hi = f16(x, y) and lo = f16(x − hi.x, y − hi.y), x in the low half.
+__device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint32_t& lo)
+{
+    __half2 h = __floats2half2_rn(x, y);
+    float2 back = __half22float2(h);
+    hi = half2_bits(h);
+    lo = half2_bits(__floats2half2_rn(x - back.x, y - back.y));
+}
+
+template <int D>
+struct FlashLayout {
+    static constexpr int QS = D + 8;        // row stride (halves) of the q and k tiles: conflict-free fragment loads
+    static constexpr int VS = FA_BN + 8;    // row stride of the transposed value tile
+    static constexpr int q = 0, k = 2 * FA_BM * QS, v = k + 2 * FA_BN * QS, halves = v + 2 * D * VS;
+    static constexpr size_t bytes = (size_t)halves * sizeof(__half);
+};
+
+template <int D>
+__global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __restrict__ q, const float* __restrict__ kc,
+    const float* __restrict__ vc, float* __restrict__ out, int n, int heads, int kvHeads, int d, const int32_t* pos0,
+    int window, float scale, float cap, const float* __restrict__ slopes)
+{
+    using L = FlashLayout<D>;
+    constexpr int QS = L::QS, VS = L::VS;
+    constexpr int FA_TILE_ITEMS = FA_BN * (D / 4) / FA_THREADS;  // float4 loads per thread for a key or value tile (q: twice)
+    constexpr int batch = FA_TILE_ITEMS < 8 ? FA_TILE_ITEMS : 8;
+    extern __shared__ float4 fa_smem4[];
+    __half* qh = reinterpret_cast<__half*>(fa_smem4) + L::q;  // [hi | lo][FA_BM][QS]
+    __half* kh = reinterpret_cast<__half*>(fa_smem4) + L::k;  // [hi | lo][FA_BN][QS]
+    __half* vh = reinterpret_cast<__half*>(fa_smem4) + L::v;  // [hi | lo][D][VS]: dims by keys
+    __half* ql = qh + FA_BM * QS;
+    __half* kl = kh + FA_BN * QS;
+    __half* vl = vh + D * VS;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = lane >> 2, quad = lane & 3;
+    // The longest query tiles first: causal blocks differ in work by the key count.
+    int t0 = (gridDim.x - 1 - blockIdx.x) * FA_BM, hd = blockIdx.y;
+    int g = hd / (heads / kvHeads);
+    int kvDim = kvHeads * d;
+    int p0 = *pos0;
+    int rows = min(FA_BM, n - t0);
+    int lastPos = p0 + t0 + rows - 1;
+    int firstKey = window > 0 ? max(0, p0 + t0 - window + 1) : 0;
+
+    // Q tile, split, zero past the rows and the head dim.
+#pragma unroll 1
+    for (int i0 = 0; i0 < 2 * FA_TILE_ITEMS; i0 += batch) {
+        float4 v[batch];
+#pragma unroll
+        for (int i = 0; i < batch; i++) {
+            int item = tid + (i0 + i) * FA_THREADS, r = item / (D / 4), dim = (item % (D / 4)) * 4;
+            v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (r < rows && dim < d) v[i] = *reinterpret_cast<const float4*>(q + ((int64_t)(t0 + r) * heads + hd) * d + dim);
+        }
+#pragma unroll
+        for (int i = 0; i < batch; i++) {
+            int item = tid + (i0 + i) * FA_THREADS, r = item / (D / 4), dim = (item % (D / 4)) * 4;
+            uint2 hi, lo;
+            split_half2(v[i].x, v[i].y, hi.x, lo.x);
+            split_half2(v[i].z, v[i].w, hi.y, lo.y);
+            *reinterpret_cast<uint2*>(qh + r * QS + dim) = hi;
+            *reinterpret_cast<uint2*>(ql + r * QS + dim) = lo;
+        }
+    }
+
+    int r0 = warp * 16 + group;  // this thread's rows r0 and r0 + 8 of the tile
+    int posA = p0 + t0 + r0, posB = posA + 8;
+    int firstA = window > 0 ? max(0, posA - window + 1) : 0, firstB = window > 0 ? max(0, posB - window + 1) : 0;
+    int warpLast = p0 + t0 + warp * 16 + 15, warpFirst = window > 0 ? max(0, p0 + t0 + warp * 16 - window + 1) : 0;
+    bool warpHasRows = warp * 16 < rows;
+    float slope = slopes ? slopes[hd] : 0.f;
+    float o[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+
+    for (int kb = firstKey; kb <= lastPos; kb += FA_BN) {
+        __syncthreads();  // the previous tile is no longer read
+        // Keys kb…kb+31 (zero past lastPos: the cache there holds no written values), row-major by key, then the values
+        // transposed (dims by keys; lane = key, so a warp writes along one row). Loads go out in batches before their
+        // conversions, so a thread waits for the cache once per batch, not once per load.
+#pragma unroll 1
+        for (int i0 = 0; i0 < FA_TILE_ITEMS; i0 += batch) {
+            float4 v[batch];
+#pragma unroll
+            for (int i = 0; i < batch; i++) {
+                int item = tid + (i0 + i) * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4, key = kb + j;
+                v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (key <= lastPos && dim < d) v[i] = *reinterpret_cast<const float4*>(kc + (int64_t)key * kvDim + (int64_t)g * d + dim);
+            }
+#pragma unroll
+            for (int i = 0; i < batch; i++) {
+                int item = tid + (i0 + i) * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4;
+                uint2 hi, lo;
+                split_half2(v[i].x, v[i].y, hi.x, lo.x);
+                split_half2(v[i].z, v[i].w, hi.y, lo.y);
+                *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
+                *reinterpret_cast<uint2*>(kl + j * QS + dim) = lo;
+            }
+        }
+#pragma unroll 1
+        for (int i0 = 0; i0 < FA_TILE_ITEMS; i0 += batch) {
+            float4 v[batch];
+#pragma unroll
+            for (int i = 0; i < batch; i++) {
+                int item = tid + (i0 + i) * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4, key = kb + j;
+                v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (key <= lastPos && dim < d) v[i] = *reinterpret_cast<const float4*>(vc + (int64_t)key * kvDim + (int64_t)g * d + dim);
+            }
+#pragma unroll
+            for (int i = 0; i < batch; i++) {
+                int item = tid + (i0 + i) * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4;
+                const float vs[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    __half h = __float2half_rn(vs[e]);
+                    vh[(dim + e) * VS + j] = h;
+                    vl[(dim + e) * VS + j] = __float2half_rn(vs[e] - __half2float(h));
+                }
+            }
+        }
+        __syncthreads();
+        // A warp whose 16 rows see none of these keys skips them (warp-uniform).
+        if (!warpHasRows || kb > warpLast || kb + FA_BN - 1 < warpFirst) continue;
+
+        float s[FA_BN / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll 4
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int qo = r0 * QS + kk * 16 + quad * 2;
+            uint32_t ahi[4], alo[4];
+            ahi[0] = *reinterpret_cast<const uint32_t*>(qh + qo);
+            ahi[1] = *reinterpret_cast<const uint32_t*>(qh + qo + 8 * QS);
+            ahi[2] = *reinterpret_cast<const uint32_t*>(qh + qo + 8);
+            ahi[3] = *reinterpret_cast<const uint32_t*>(qh + qo + 8 * QS + 8);
+            alo[0] = *reinterpret_cast<const uint32_t*>(ql + qo);
+            alo[1] = *reinterpret_cast<const uint32_t*>(ql + qo + 8 * QS);
+            alo[2] = *reinterpret_cast<const uint32_t*>(ql + qo + 8);
+            alo[3] = *reinterpret_cast<const uint32_t*>(ql + qo + 8 * QS + 8);
+#pragma unroll
+            for (int nt = 0; nt < FA_BN / 8; nt++) {
+                const int ko = (nt * 8 + group) * QS + kk * 16 + quad * 2;
+                uint32_t bh0 = *reinterpret_cast<const uint32_t*>(kh + ko), bh1 = *reinterpret_cast<const uint32_t*>(kh + ko + 8);
+                uint32_t bl0 = *reinterpret_cast<const uint32_t*>(kl + ko), bl1 = *reinterpret_cast<const uint32_t*>(kl + ko + 8);
+                mma_f16(s[nt], alo, bh0, bh1);
+                mma_f16(s[nt], ahi, bl0, bl1);
+                mma_f16(s[nt], ahi, bh0, bh1);
+            }
+        }
+        // Scores, masks and the online softmax; element e of tile nt is row r0 (+8 for e ≥ 2), key kb + nt·8 + 2·quad + (e & 1).
+        float mx[2] = {mrow[0], mrow[1]};
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int row = e >> 1, key = kb + nt * 8 + quad * 2 + (e & 1);
+                float v = __fmul_rn(__fadd_rn(s[nt][e], __fmul_rn(slope, (float)key)), scale);
+                if (cap > 0.f) v = cap * tanhf(v / cap);
+                if (key > (row ? posB : posA) || key < (row ? firstB : firstA)) v = -INFINITY;
+                s[nt][e] = v;
+                mx[row] = fmaxf(mx[row], v);
+            }
+        float alpha[2], mUse[2];
+#pragma unroll
+        for (int row = 0; row < 2; row++) {
+            mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xFFFFFFFFu, mx[row], 1));
+            mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xFFFFFFFFu, mx[row], 2));
+            mUse[row] = mx[row] == -INFINITY ? 0.f : mx[row];  // no key yet: exp(−inf − 0) = 0, never NaN
+            alpha[row] = expf(mrow[row] - mUse[row]);
+            mrow[row] = mx[row];
+            lrow[row] *= alpha[row];
+        }
+#pragma unroll
+        for (int nt = 0; nt < FA_BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = expf(s[nt][e] - mUse[e >> 1]);
+                s[nt][e] = p;
+                lrow[e >> 1] += p;
+            }
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++) {
+            o[dt][0] *= alpha[0]; o[dt][1] *= alpha[0];
+            o[dt][2] *= alpha[1]; o[dt][3] *= alpha[1];
+        }
+        // P·V: the score tiles 2kk and 2kk + 1 are the A fragment of key step kk.
+#pragma unroll
+        for (int kk = 0; kk < FA_BN / 16; kk++) {
+            uint32_t phi[4], plo[4];
+            split_half2(s[2 * kk][0], s[2 * kk][1], phi[0], plo[0]);
+            split_half2(s[2 * kk][2], s[2 * kk][3], phi[1], plo[1]);
+            split_half2(s[2 * kk + 1][0], s[2 * kk + 1][1], phi[2], plo[2]);
+            split_half2(s[2 * kk + 1][2], s[2 * kk + 1][3], phi[3], plo[3]);
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                const int vo = (dt * 8 + group) * VS + kk * 16 + quad * 2;
+                uint32_t bh0 = *reinterpret_cast<const uint32_t*>(vh + vo), bh1 = *reinterpret_cast<const uint32_t*>(vh + vo + 8);
+                uint32_t bl0 = *reinterpret_cast<const uint32_t*>(vl + vo), bl1 = *reinterpret_cast<const uint32_t*>(vl + vo + 8);
+                mma_f16(o[dt], plo, bh0, bh1);
+                mma_f16(o[dt], phi, bl0, bl1);
+                mma_f16(o[dt], phi, bh0, bh1);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        lrow[row] += __shfl_xor_sync(0xFFFFFFFFu, lrow[row], 1);
+        lrow[row] += __shfl_xor_sync(0xFFFFFFFFu, lrow[row], 2);
+    }
+    float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f, inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) {
+        int dim = dt * 8 + quad * 2;
+        if (dim >= d) continue;
+        if (r0 < rows)
+            *reinterpret_cast<float2*>(out + ((int64_t)(t0 + r0) * heads + hd) * d + dim) = make_float2(o[dt][0] * inv0, o[dt][1] * inv0);
+        if (r0 + 8 < rows)
+            *reinterpret_cast<float2*>(out + ((int64_t)(t0 + r0 + 8) * heads + hd) * d + dim) = make_float2(o[dt][2] * inv1, o[dt][3] * inv1);
+    }
+}
+
+// The padded head dim of the flash kernel, 0 when the head is too wide for it.
+inline int flash_head_dim(int d) { return d <= 32 ? 32 : d <= 64 ? 64 : d <= 128 ? 128 : d <= 256 ? 256 : 0; }
+
+inline size_t flash_attention_shared_bytes(int d)
+{
+    switch (flash_head_dim(d)) {
+    case 32: return FlashLayout<32>::bytes;
+    case 64: return FlashLayout<64>::bytes;
+    case 128: return FlashLayout<128>::bytes;
+    case 256: return FlashLayout<256>::bytes;
+    default: return 0;
+    }
+}
+
+// Raises the kernel's dynamic shared memory limit for head dim d; false when the device cannot hold it (the caller
+// keeps the f32 kernel then).
+inline bool flash_attention_prepare(int d, int optinBytes)
+{
+    size_t bytes = flash_attention_shared_bytes(d);
+    if (bytes == 0 || bytes > (size_t)optinBytes) return false;
+    cudaError_t e = cudaSuccess;
+    switch (flash_head_dim(d)) {
+    case 32: e = cudaFuncSetAttribute(k_flash_attention<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
+    case 64: e = cudaFuncSetAttribute(k_flash_attention<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
+    case 128: e = cudaFuncSetAttribute(k_flash_attention<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
+    default: e = cudaFuncSetAttribute(k_flash_attention<256>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
+    }
+    return e == cudaSuccess;
+}
+
+// After flash_attention_prepare(d) returned true.
+inline void launch_flash_attention(const float* q, const float* kc, const float* vc, float* out, int n, int heads, int kvHeads,
+                                   int d, const int32_t* pos0, int window, float scale, float cap, const float* slopes,
+                                   cudaStream_t stream)
+{
+    dim3 grid((n + FA_BM - 1) / FA_BM, heads);
+    size_t bytes = flash_attention_shared_bytes(d);
+    switch (flash_head_dim(d)) {
+    case 32: k_flash_attention<32><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
+    case 64: k_flash_attention<64><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
+    case 128: k_flash_attention<128><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
+    default: k_flash_attention<256><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
+    }
+}
+
+} // namespace odllm_cuda
