@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a struct layout below changes; bindings refuse a mismatch. */
-#define ODLLM_ABI_VERSION 1
+#define ODLLM_ABI_VERSION 2
 
 typedef enum odllm_status {
     ODLLM_OK = 0,
@@ -39,6 +39,7 @@ typedef enum odllm_status {
     ODLLM_ERR_UNSUPPORTED_ISA = 6,   /* the requested instruction set is not available on this CPU/build */
     ODLLM_ERR_OUT_OF_MEMORY = 7,     /* an allocation failed */
     ODLLM_ERR_THREAD = 8,            /* a worker thread could not be started */
+    ODLLM_ERR_INVALID_ARGUMENT = 9,  /* an enum value outside its range, or a float parameter that is NaN, infinite or out of range */
 } odllm_status;
 
 /* Tensor storage types; the numbering is the C# TensorType's and is stored in model files. */
@@ -61,6 +62,13 @@ typedef enum odllm_isa {
     ODLLM_ISA_AVX2_VNNI = 5, /* x86-64 AVX2 + FMA + F16C + AVX-VNNI (vpdpbusd) */
     ODLLM_ISA_NEON_I8MM = 7, /* AArch64 Advanced SIMD + dotprod + I8MM (smmla) */
 } odllm_isa;
+
+/* Feed-forward activations; the numbering is the C# Activation's. */
+typedef enum odllm_activation {
+    ODLLM_ACT_SILU = 0,       /* x · sigmoid(x) */
+    ODLLM_ACT_GELU_TANH = 1,  /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
+    ODLLM_ACT_GELU_ERF = 2,   /* 0.5·x·(1 + erf(x/√2)) */
+} odllm_activation;
 
 typedef struct odllm_context odllm_context;
 
@@ -102,6 +110,42 @@ ODLLM_API int32_t odllm_matmul_supports_type(int32_t w_type);
  */
 ODLLM_API int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
                                const void * w, int32_t w_type, int64_t n, float * y);
+
+/*
+ * Element-wise and row-wise operators of the forward pass, f32 in and out. Rows are split over the
+ * context's threads when a call is large enough to pay for waking them (prefill), else run on the caller.
+ * An output may be the very same buffer as an input (in place) but must not partially overlap one.
+ * The transcendental functions of the SIMD levels are polynomial approximations within a few ulp of libm.
+ */
+
+/* y[i,:] = x[i,:] · 1/sqrt(mean(x[i,:]²) + eps) · (w_offset + w[i % w_rows, :]) for i < n; w_offset 1 is Gemma's (1 + w). */
+ODLLM_API int32_t odllm_rms_norm(odllm_context * ctx, const float * x, int64_t n, int64_t dim,
+                                 const float * w, int64_t w_rows, float w_offset, float eps, float * y);
+
+/* y[i,:] = (x[i,:] − mean) · 1/sqrt(variance + eps) · w[r,:] + b[r,:], r = i % w_rows; b may be NULL (no bias). */
+ODLLM_API int32_t odllm_layer_norm(odllm_context * ctx, const float * x, int64_t n, int64_t dim,
+                                   const float * w, const float * b, int64_t w_rows, float eps, float * y);
+
+/* cos/sin[t*half + i] = cos/sin(angle) of the f32 angle (float)(pos0 + t) · inv_freq[i], taken in double, t < n, i < half. */
+ODLLM_API int32_t odllm_rope_tables(int64_t pos0, int64_t n, const float * inv_freq, int64_t half,
+                                    float * cos, float * sin);
+
+/* Rotates dims (i, i + rotary_dim/2), i < rotary_dim/2, of each head of x[n, heads, head_dim] (rotate_half/NeoX pairing) by row t of cos/sin [n, rotary_dim/2]. */
+ODLLM_API int32_t odllm_rope(odllm_context * ctx, float * x, int64_t n, int64_t heads, int64_t head_dim,
+                             int64_t rotary_dim, const float * cos, const float * sin);
+
+/* y[i] = act(x[i]) for i < count, act an odllm_activation. */
+ODLLM_API int32_t odllm_activate(odllm_context * ctx, int32_t act, const float * x, int64_t count, float * y);
+
+/* y[i] = act(gate[i]) · up[i] for i < count (GeGLU, SwiGLU). */
+ODLLM_API int32_t odllm_gated_activate(odllm_context * ctx, int32_t act, const float * gate, const float * up,
+                                       int64_t count, float * y);
+
+/* y[i] = a[i] + b[i] for i < count (residual connections). */
+ODLLM_API int32_t odllm_add(odllm_context * ctx, const float * a, const float * b, int64_t count, float * y);
+
+/* y[i] = cap · tanh(x[i] / cap) for i < count, cap > 0 (Gemma 2's final logit soft-capping). */
+ODLLM_API int32_t odllm_softcap(odllm_context * ctx, const float * x, int64_t count, float cap, float * y);
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,7 @@ const char * odllm_status_string(int32_t status) {
     case ODLLM_ERR_UNSUPPORTED_ISA: return "The requested instruction set is not available on this CPU or in this build.";
     case ODLLM_ERR_OUT_OF_MEMORY: return "Out of memory.";
     case ODLLM_ERR_THREAD: return "A worker thread could not be started.";
+    case ODLLM_ERR_INVALID_ARGUMENT: return "An enum value is out of range, or a float parameter is NaN, infinite or out of range.";
     default: return "Unknown odllm status code.";
     }
 }
@@ -144,6 +145,15 @@ void odllm_context_free(odllm_context * ctx) {
 const char * odllm_context_backend(const odllm_context * ctx) { return ctx ? ctx->kernels->name : ""; }
 
 int32_t odllm_context_n_threads(const odllm_context * ctx) { return ctx ? ctx->n_threads : 0; }
+
+const odllm_kernel_table * odllm_context_lock(odllm_context * ctx, odllm_pool ** pool, int * n_threads) {
+    pthread_mutex_lock(&ctx->call_mutex);
+    *pool = ctx->pool;
+    *n_threads = ctx->n_threads;
+    return ctx->kernels;
+}
+
+void odllm_context_unlock(odllm_context * ctx) { pthread_mutex_unlock(&ctx->call_mutex); }
 
 int32_t odllm_matmul_supports_type(int32_t w_type) {
     return w_type >= ODLLM_TYPE_F32 && w_type <= ODLLM_TYPE_Q4_0;

@@ -391,4 +391,5 @@ const odllm_kernel_table odllm_kernels_neon = {
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_i8 = gemm_i8,
+    .ops = &odllm_ops_neon,
 };
