@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using OnDeviceLlm.Runtime.Model;
@@ -35,7 +36,7 @@ public sealed class NativeKernelException : OnDeviceLlmException
 /// persistent thread pool: dispose it when done. Calls on one instance are serialized by the
 /// library. Weight types the library does not implement yet run on <see cref="ManagedKernels"/>.
 /// </summary>
-public sealed class NativeKernels : IKernels, IDisposable
+public sealed partial class NativeKernels : IKernels, IDisposable
 {
     private readonly ContextHandle _context;
     private readonly bool[] _nativeTypes;
@@ -125,10 +126,12 @@ public sealed class NativeKernels : IKernels, IDisposable
         if (w.Data == 0 || w.ByteLength < needed)
             throw new ArgumentException($"Tensor '{w.Name}' holds {w.ByteLength} bytes at 0x{w.Data:x} but a {n}×{k} {w.Type} matrix needs {needed}.", nameof(w));
 
+        long started = StartTiming();
         int status;
         fixed (float* px = x)
         fixed (float* py = y)
             status = NativeMethods.odllm_matmul(_context, px, m, k, w.Data, (int)w.Type, n, py);
+        if (started != 0) Interlocked.Add(ref _nativeTicks, Stopwatch.GetTimestamp() - started);
         if (status != NativeMethods.StatusOk)
             throw new NativeKernelException(status,
                 $"The native matmul failed for tensor '{w.Name}' ({w.Type} [{n}, {k}], {m} input rows): {NativeMethods.StatusString(status)}");

@@ -103,6 +103,13 @@ public sealed class Transformer
         var gate = s.Gate.AsSpan(0, n * f);
         var ffnOut = s.FfnOut.AsSpan(0, n * h);
 
+        // One cos/sin table for the batch's positions serves every layer.
+        bool rope = _c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0;
+        int half = _invFreq.Length;
+        var cos = s.Cos.AsSpan(0, n * half);
+        var sin = s.Sin.AsSpan(0, n * half);
+        if (rope) _kernels.RopeTables(pos0, n, _invFreq, cos, sin);
+
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
@@ -114,7 +121,11 @@ public sealed class Transformer
             Linear(xn, n, w.Wv, w.Bv, val);
             if (w.QNorm is not null) HeadNorm(q, w.QNorm, n, _c.NumHeads);
             if (w.KNorm is not null) HeadNorm(k, w.KNorm, n, _c.NumKvHeads);
-            if (_c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0) ApplyRope(q, k, n, pos0, s);
+            if (rope)
+            {
+                _kernels.Rope(q, n, _c.NumHeads, d, _c.RotaryDim, cos, sin);
+                _kernels.Rope(k, n, _c.NumKvHeads, d, _c.RotaryDim, cos, sin);
+            }
             k.CopyTo(cache.Keys(l).Slice(pos0 * kvDim, n * kvDim));
             val.CopyTo(cache.Values(l).Slice(pos0 * kvDim, n * kvDim));
             Attend(l, q, cache, pos0, n, att, s);
@@ -124,25 +135,25 @@ public sealed class Transformer
             switch (_c.Layout)
             {
                 case BlockLayout.Sequential:
-                    TensorPrimitives.Add(x, attOut, x);
+                    _kernels.Add(x, attOut, x);
                     NormRows(x, w.FfnNorm!, w.FfnNormBias, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(x, ffnOut, x);
                     break;
                 case BlockLayout.Parallel:
                     // One shared norm (Falcon-7B, Phi-2, StableLM parallel residual) or a separate MLP norm (Falcon-40B).
                     if (w.FfnNorm is not null) NormRows(x, w.FfnNorm, w.FfnNormBias, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
-                    TensorPrimitives.Add(ffnOut, attOut, ffnOut);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(ffnOut, attOut, ffnOut);
+                    _kernels.Add(x, ffnOut, x);
                     break;
                 case BlockLayout.Sandwich:
                     NormRows(attOut, w.PostAttnNorm!, null, attOut, n);
-                    TensorPrimitives.Add(x, attOut, x);
+                    _kernels.Add(x, attOut, x);
                     NormRows(x, w.FfnNorm!, null, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
                     NormRows(ffnOut, w.PostFfnNorm!, null, ffnOut, n);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(x, ffnOut, x);
                     break;
             }
         }
@@ -154,27 +165,23 @@ public sealed class Transformer
         NormRows(last, _outputNorm, _outputNormBias, xn, rows);
         var outLogits = logits[..(rows * v)];
         Linear(xn[..(rows * h)], rows, _output, _outputBias, outLogits);
-        if (_c.FinalSoftcap > 0) Softcap(outLogits, _c.FinalSoftcap);
+        if (_c.FinalSoftcap > 0) _kernels.Softcap(outLogits, _c.FinalSoftcap, outLogits);
     }
 
     private void NormRows(ReadOnlySpan<float> x, float[] weight, float[]? bias, Span<float> y, int n)
     {
         int h = _c.HiddenSize;
-        for (int t = 0; t < n; t++)
-            MathOps.Norm(_c.Norm, x.Slice(t * h, h), weight, bias, _c.NormEps, y.Slice(t * h, h));
+        switch (_c.Norm)
+        {
+            case NormKind.RmsNorm: _kernels.RmsNorm(x, n, h, weight, 0f, _c.NormEps, y); break;
+            case NormKind.RmsNormPlusOne: _kernels.RmsNorm(x, n, h, weight, 1f, _c.NormEps, y); break;
+            default: _kernels.LayerNorm(x, n, h, weight, bias, _c.NormEps, y); break;
+        }
     }
 
     /// <summary>Per-head LayerNorm without bias, one weight row per head (StableLM 2).</summary>
-    private void HeadNorm(Span<float> x, float[] weight, int n, int heads)
-    {
-        int d = _c.HeadDim;
-        for (int t = 0; t < n; t++)
-            for (int hd = 0; hd < heads; hd++)
-            {
-                var head = x.Slice((t * heads + hd) * d, d);
-                MathOps.LayerNorm(head, weight.AsSpan(hd * d, d), default, _c.NormEps, head);
-            }
-    }
+    private void HeadNorm(Span<float> x, float[] weight, int n, int heads) =>
+        _kernels.LayerNorm(x, n * heads, _c.HeadDim, weight, default, _c.NormEps, x);
 
     private void Linear(ReadOnlySpan<float> x, int n, ModelTensor w, float[]? bias, Span<float> y)
     {
@@ -182,26 +189,6 @@ public sealed class Transformer
         if (bias is null) return;
         int outDim = w.Rows;
         for (int t = 0; t < n; t++) TensorPrimitives.Add(y.Slice(t * outDim, outDim), bias, y.Slice(t * outDim, outDim));
-    }
-
-    private void ApplyRope(Span<float> q, Span<float> k, int n, int pos0, ForwardScratch s)
-    {
-        int d = _c.HeadDim, half = _invFreq.Length;
-        var cos = s.Cos.AsSpan(0, half);
-        var sin = s.Sin.AsSpan(0, half);
-        for (int t = 0; t < n; t++)
-        {
-            float position = pos0 + t;
-            for (int i = 0; i < half; i++)
-            {
-                // The angle is an f32 product in transformers; cos/sin of it are taken at higher precision.
-                float angle = position * _invFreq[i];
-                cos[i] = (float)Math.Cos(angle);
-                sin[i] = (float)Math.Sin(angle);
-            }
-            for (int hd = 0; hd < _c.NumHeads; hd++) MathOps.Rope(q.Slice((t * _c.NumHeads + hd) * d, d), cos, sin);
-            for (int hd = 0; hd < _c.NumKvHeads; hd++) MathOps.Rope(k.Slice((t * _c.NumKvHeads + hd) * d, d), cos, sin);
-        }
     }
 
     /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
@@ -256,18 +243,13 @@ public sealed class Transformer
         if (w.WGate is not null)
         {
             Linear(x, n, w.WGate, null, gate);
-            for (int i = 0; i < up.Length; i++) up[i] *= MathOps.Activate(activation, gate[i]);
+            _kernels.GatedActivate(activation, gate, up, up);
         }
         else
         {
-            for (int i = 0; i < up.Length; i++) up[i] = MathOps.Activate(activation, up[i]);
+            _kernels.Activate(activation, up, up);
         }
         Linear(up, n, w.WDown, w.BDown, output);
-    }
-
-    private static void Softcap(Span<float> x, float cap)
-    {
-        for (int i = 0; i < x.Length; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
     }
 }
 
@@ -282,13 +264,13 @@ public sealed class ForwardScratch
         _c = config;
         _maxPositions = maxPositions;
         Scores = new float[maxPositions];
-        Cos = new float[Math.Max(1, config.RotaryDim / 2)];
-        Sin = new float[Cos.Length];
     }
 
     public int Rows { get; private set; }
     public float[] X = [], Normed = [], Q = [], K = [], V = [], Attention = [], AttentionOut = [], Up = [], Gate = [], FfnOut = [];
-    public readonly float[] Scores, Cos, Sin;
+    /// <summary>RoPE's cos/sin of every row's position: rows × RotaryDim/2.</summary>
+    public float[] Cos = [], Sin = [];
+    public readonly float[] Scores;
 
     public void Ensure(int rows)
     {
@@ -298,6 +280,7 @@ public sealed class ForwardScratch
         Q = new float[rows * q]; Attention = new float[rows * q];
         K = new float[rows * kv]; V = new float[rows * kv];
         Up = new float[rows * f]; Gate = new float[rows * f];
+        Cos = new float[rows * (_c.RotaryDim / 2)]; Sin = new float[rows * (_c.RotaryDim / 2)];
         Rows = rows;
     }
 }
