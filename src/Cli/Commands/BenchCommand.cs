@@ -68,6 +68,7 @@ internal static class BenchCommand
                     w.WriteNumber("read_bandwidth_gbs", Math.Round(r.ReadBandwidthGbs, 2));
                     w.WriteNumber("decode_roofline_ratio", Math.Round(r.DecodeRooflineRatio, 3));
                     w.WriteNumber("decode_matmul_share", Math.Round(r.DecodeMatMulShare, 3));
+                    if (r.ManagedOverheadFraction is { } managed) w.WriteNumber("managed_overhead_fraction", Math.Round(managed, 4));
                 });
             }
             else
@@ -75,7 +76,9 @@ internal static class BenchCommand
                 Console.WriteLine($"{r.Model} {r.Quant}, {r.Kernels}: open {r.OpenMs:F0} ms; prefill {r.PrefillTokS:F1} tok/s "
                     + $"({r.PromptTokens} tokens, TTFT {r.TtftMs:F0} ms); decode {r.DecodeTokS:F2} tok/s ({r.GenTokens} tokens), "
                     + $"{r.DecodeRooflineRatio:P0} of the {r.ReadBandwidthGbs:F1} GB/s read roofline ({r.WeightBytesPerToken / 1e6:F0} MB/token); "
-                    + $"{r.DecodeMatMulShare:P0} of decode in matmul; peak RSS {r.PeakRssBytes / 1e6:F0} MB for a {r.FileBytes / 1e6:F0} MB file");
+                    + $"{r.DecodeMatMulShare:P0} of decode in matmul"
+                    + (r.ManagedOverheadFraction is { } managed ? $", {managed:P1} outside native calls" : "")
+                    + "; peak RSS {r.PeakRssBytes / 1e6:F0} MB for a {r.FileBytes / 1e6:F0} MB file");
             }
             return 0;
         }));
