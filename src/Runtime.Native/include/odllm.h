@@ -115,7 +115,8 @@ ODLLM_API int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, 
  * Element-wise and row-wise operators of the forward pass, f32 in and out. Rows are split over the
  * context's threads when a call is large enough to pay for waking them (prefill), else run on the caller.
  * An output may be the very same buffer as an input (in place) but must not partially overlap one.
- * The transcendental functions of the SIMD levels are polynomial approximations within a few ulp of libm.
+ * Every instruction set returns the same bits, whatever the thread count: exp, tanh and erf are fixed
+ * polynomial approximations (within 1e-6 + 2e-7·|exact|) evaluated in one order (src/kernels.h).
  */
 
 /* y[i,:] = x[i,:] · 1/sqrt(mean(x[i,:]²) + eps) · (w_offset + w[i % w_rows, :]) for i < n; w_offset 1 is Gemma's (1 + w). */
