@@ -7,6 +7,8 @@
 
 #include "odllm.h"
 
+typedef struct odllm_attn_task odllm_attn_task;
+
 /*
  * Every kernel works on one thread's slice; the operator in odllm.c does threading and
  * argument checks, so kernels may assume valid pointers and sizes >= 1.
@@ -51,6 +53,10 @@ typedef struct odllm_kernel_table {
     /* w: n rows of k int8; scales: n f32 row scales, possibly unaligned. */
     void (*gemm_i8)(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
                     int64_t n, int64_t k, float * y, int64_t ldy);
+
+    /* Attention of one query row's heads that share a KV head, over an f32 or an f16 cache (attention_kernel.h). */
+    void (*attend_f32)(const odllm_attn_task * task);
+    void (*attend_f16)(const odllm_attn_task * task);
 } odllm_kernel_table;
 
 /* Kernel templates take their shape as constant arguments and must be specialized at every call. */
@@ -150,5 +156,47 @@ int odllm_cpu_has_neon(void);
 int odllm_cpu_has_dotprod(void);
 int odllm_cpu_has_i8mm(void);
 int odllm_cpu_physical_cores(void);
+
+/* ---- Attention (attention.c; kernels in attention_kernel.h, instantiated per instruction set) ---- */
+
+/* One query row's heads [h0, h0 + heads) that read the same KV head: the unit of work of an attend kernel. */
+struct odllm_attn_task {
+    const float * q;          /* heads rows of d, d apart */
+    float * out;              /* heads rows of d, d apart */
+    const float * slopes;     /* ALiBi slope of each of the heads, or NULL */
+    const void * k, * v;      /* the row of the first visible position of this KV head */
+    int64_t ld;               /* elements from one position's row to the next */
+    int64_t first_key;        /* position of that first row (ALiBi adds slope·position) */
+    int64_t count;            /* visible positions, >= 1 */
+    int64_t d;
+    int64_t heads;
+    float scale, softcap;
+    float * scores;           /* heads·count floats of scratch */
+    float * row;              /* d floats of scratch: one cache row decoded to f32 */
+};
+
+void odllm_ref_attend_f32(const odllm_attn_task * task);
+void odllm_ref_attend_f16(const odllm_attn_task * task);
+#if defined(ODLLM_HAVE_AVX2)
+void odllm_avx2_attend_f32(const odllm_attn_task * task);
+void odllm_avx2_attend_f16(const odllm_attn_task * task);
+#endif
+#if defined(ODLLM_HAVE_NEON)
+void odllm_neon_attend_f32(const odllm_attn_task * task);
+void odllm_neon_attend_f16(const odllm_attn_task * task);
+#endif
+
+/* What an operator outside odllm.c gets of a context between odllm_context_begin and odllm_context_end. */
+typedef struct odllm_op {
+    const odllm_kernel_table * kernels;
+    odllm_pool * pool;
+    int n_threads;
+    float * scratch; /* at least the floats asked for, valid until odllm_context_end */
+} odllm_op;
+
+/* Takes the context's call lock and grows its scratch to scratch_floats; on failure the lock is not held. */
+int odllm_context_begin(odllm_context * ctx, size_t scratch_floats, odllm_op * op);
+/* Releases the lock odllm_context_begin took. */
+void odllm_context_end(odllm_context * ctx);
 
 #endif /* ODLLM_KERNELS_H */
