@@ -26,6 +26,9 @@ internal sealed record BenchResult
     public required double ReadBandwidthGbs { get; init; }
     /// <summary>Share of decode time spent inside the matmul kernels; the rest is managed code (norms, RoPE, attention, glue).</summary>
     public required double DecodeMatMulShare { get; init; }
+    /// <summary>Element type of the KV cache and the memory of one cache for the whole prompt and generation.</summary>
+    public required KvCacheType KvCacheType { get; init; }
+    public required long KvCacheBytes { get; init; }
     public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
 }
 
@@ -58,7 +61,7 @@ internal static class CpuBenchmark
         var matmulShare = new double[repeats];
         for (int r = 0; r < repeats; r++)
         {
-            using var session = new InferenceSession(transformer, promptTokens + genTokens);
+            using var session = new InferenceSession(transformer, promptTokens + genTokens, model.KvCacheType);
             var watch = Stopwatch.StartNew();
             session.Prefill(prompt);
             prefill[r] = watch.Elapsed.TotalSeconds;
@@ -86,6 +89,8 @@ internal static class CpuBenchmark
             DecodeTokS = genTokens / Median(decode),
             DecodeMatMulShare = Median(matmulShare),
             PeakRssBytes = peakRss,
+            KvCacheType = model.KvCacheType,
+            KvCacheBytes = KvCache.ByteSize(config, promptTokens + genTokens, model.KvCacheType),
             FileBytes = model.File.FileSize,
             WeightBytesPerToken = WeightBytesPerToken(model),
             // After the model runs, so the probe's buffer never counts toward the model's peak resident memory.
@@ -156,6 +161,12 @@ internal static class CpuBenchmark
             inner.MatMul(x, m, w, y);
             Elapsed += Stopwatch.GetTimestamp() - start;
         }
+
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
+
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<Half> keys, ReadOnlySpan<Half> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
     }
 
     private static double Median(double[] values)

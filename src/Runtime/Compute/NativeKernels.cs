@@ -35,7 +35,7 @@ public sealed class NativeKernelException : OnDeviceLlmException
 /// persistent thread pool: dispose it when done. Calls on one instance are serialized by the
 /// library. Weight types the library does not implement yet run on <see cref="ManagedKernels"/>.
 /// </summary>
-public sealed class NativeKernels : IKernels, IDisposable
+public sealed partial class NativeKernels : IKernels, IDisposable
 {
     private readonly ContextHandle _context;
     private readonly bool[] _nativeTypes;

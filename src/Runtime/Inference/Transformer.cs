@@ -115,9 +115,8 @@ public sealed class Transformer
             if (w.QNorm is not null) HeadNorm(q, w.QNorm, n, _c.NumHeads);
             if (w.KNorm is not null) HeadNorm(k, w.KNorm, n, _c.NumKvHeads);
             if (_c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0) ApplyRope(q, k, n, pos0, s);
-            k.CopyTo(cache.Keys(l).Slice(pos0 * kvDim, n * kvDim));
-            val.CopyTo(cache.Values(l).Slice(pos0 * kvDim, n * kvDim));
-            Attend(l, q, cache, pos0, n, att, s);
+            cache.Store(l, pos0, k, val);
+            Attend(l, q, cache, pos0, n, att);
             Linear(att, n, w.Wo, w.Bo, attOut);
 
             // Feed-forward and residual, by block layout.
@@ -204,49 +203,23 @@ public sealed class Transformer
         }
     }
 
-    /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
-    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output, ForwardScratch s)
-    {
-        int d = _c.HeadDim, heads = _c.NumHeads, kvHeads = _c.NumKvHeads, kvDim = kvHeads * d;
-        int group = heads / kvHeads;
-        var keys = cache.Keys(layer);
-        var values = cache.Values(layer);
-        bool sliding = _c.IsSlidingLayer(layer);
-        float scale = _c.AttentionScale, cap = _c.AttentionSoftcap;
+    /// <summary>The cache element type <see cref="KvCacheType.Auto"/> means for this model's weights.</summary>
+    public KvCacheType DefaultKvCacheType => KvCache.Resolve(KvCacheType.Auto, _layers[0].Wq.Type);
 
-        for (int t = 0; t < n; t++)
+    /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
+    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output)
+    {
+        var shape = new AttentionShape
         {
-            int pos = pos0 + t;
-            // Key j is visible from query pos when pos − window < j ≤ pos.
-            int firstKey = sliding ? Math.Max(0, pos - _c.SlidingWindow + 1) : 0;
-            int count = pos - firstKey + 1;
-            var scores = s.Scores.AsSpan(0, count);
-            for (int hd = 0; hd < heads; hd++)
-            {
-                var qh = q.Slice((t * heads + hd) * d, d);
-                int g = hd / group;
-                float slope = _alibiSlopes?[hd] ?? 0f;
-                for (int j = 0; j < count; j++)
-                {
-                    int key = firstKey + j;
-                    float dot = TensorPrimitives.Dot(qh, keys.Slice(key * kvDim + g * d, d));
-                    // ALiBi is added to the raw q·k, before scaling (transformers' Falcon).
-                    float score = (dot + slope * key) * scale;
-                    scores[j] = cap > 0 ? cap * MathF.Tanh(score / cap) : score;
-                }
-                // TensorPrimitives.SoftMax does not subtract the maximum: a score above ~88 overflows exp to
-                // infinity and the row becomes NaN (stories260K does this on ordinary prompts), so shift first.
-                TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
-                TensorPrimitives.SoftMax(scores, scores);
-                var oh = output.Slice((t * heads + hd) * d, d);
-                oh.Clear();
-                for (int j = 0; j < count; j++)
-                {
-                    var vj = values.Slice((firstKey + j) * kvDim + g * d, d);
-                    TensorPrimitives.MultiplyAdd(vj, scores[j], oh, oh);
-                }
-            }
-        }
+            Queries = n, Position0 = pos0, Heads = _c.NumHeads, KvHeads = _c.NumKvHeads, HeadDim = _c.HeadDim,
+            Scale = _c.AttentionScale, Softcap = Math.Max(0f, _c.AttentionSoftcap),
+            Window = _c.IsSlidingLayer(layer) ? _c.SlidingWindow : 0, AlibiSlopes = _alibiSlopes,
+        };
+        int used = (pos0 + n) * _c.NumKvHeads * _c.HeadDim;
+        if (cache.ElementType == KvCacheType.F16)
+            _kernels.Attention(shape, q, cache.HalfKeys(layer)[..used], cache.HalfValues(layer)[..used], output);
+        else
+            _kernels.Attention(shape, q, cache.Keys(layer)[..used], cache.Values(layer)[..used], output);
     }
 
     private void FeedForward(Layer w, ReadOnlySpan<float> x, int n, Span<float> up, Span<float> gate, Span<float> output)
@@ -281,14 +254,13 @@ public sealed class ForwardScratch
     {
         _c = config;
         _maxPositions = maxPositions;
-        Scores = new float[maxPositions];
         Cos = new float[Math.Max(1, config.RotaryDim / 2)];
         Sin = new float[Cos.Length];
     }
 
     public int Rows { get; private set; }
     public float[] X = [], Normed = [], Q = [], K = [], V = [], Attention = [], AttentionOut = [], Up = [], Gate = [], FfnOut = [];
-    public readonly float[] Scores, Cos, Sin;
+    public readonly float[] Cos, Sin;
 
     public void Ensure(int rows)
     {
