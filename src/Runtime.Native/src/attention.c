@@ -86,7 +86,8 @@ int32_t odllm_attention(odllm_context * ctx, const odllm_attention_params * para
     int nth = odllm_context_n_threads(ctx);
     const int64_t pairs = p.n_queries * p.n_heads;
     if (nth > pairs) nth = (int)pairs;
-    if (pairs * max_count < ATTN_PARALLEL_MIN_WORK / p.head_dim + 1) nth = 1;
+    const int64_t small = ATTN_PARALLEL_MIN_WORK / p.head_dim + 1; /* in (query, head, key) triples */
+    if (pairs < small && max_count < small && pairs * max_count < small) nth = 1;
     /* Heads that share a KV head stay together (one pass over its rows) unless that leaves threads idle. */
     const int64_t rows = p.n_queries * p.n_kv_heads;
     int64_t splits = rows >= nth ? 1 : (nth + rows - 1) / rows;
@@ -95,8 +96,9 @@ int32_t odllm_attention(odllm_context * ctx, const odllm_attention_params * para
     const int64_t chunk_heads = (group + splits - 1) / splits;
     if (chunk_heads > max_floats / max_count) return ODLLM_ERR_OVERFLOW;
     int64_t thread_floats = chunk_heads * max_count;
-    if (thread_floats > max_floats - p.head_dim - ATTN_SCRATCH_ALIGN_FLOATS) return ODLLM_ERR_OVERFLOW;
-    thread_floats = (thread_floats + p.head_dim + ATTN_SCRATCH_ALIGN_FLOATS - 1) / ATTN_SCRATCH_ALIGN_FLOATS * ATTN_SCRATCH_ALIGN_FLOATS;
+    const int64_t row_floats = (int64_t)ODLLM_ATTN_KEY_BLOCK * p.head_dim;
+    if (thread_floats > max_floats - row_floats - ATTN_SCRATCH_ALIGN_FLOATS) return ODLLM_ERR_OVERFLOW;
+    thread_floats = (thread_floats + row_floats + ATTN_SCRATCH_ALIGN_FLOATS - 1) / ATTN_SCRATCH_ALIGN_FLOATS * ATTN_SCRATCH_ALIGN_FLOATS;
     if (thread_floats > max_floats / nth) return ODLLM_ERR_OVERFLOW;
 
     odllm_op op;

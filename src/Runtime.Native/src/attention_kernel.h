@@ -3,8 +3,14 @@
  * including this header, so every table runs the same algorithm and differs only in how a row is summed:
  *   float attn_dot_f32(const float * a, const float * b, int64_t d)        a·b
  *   float attn_dot_f16(const float * a, const uint16_t * b, int64_t d)     a·decode(b)
+ *   void  attn_dot4_f32(const float * a, const float * b, int64_t ldb, int64_t d, float * out)
+ *   void  attn_dot4_f16(const float * a, const uint16_t * b, int64_t ldb, int64_t d, float * out)
+ *                                                                          out[r] = a·row r of b, r < 4, rows ldb apart
  *   void  attn_axpy_f32(float * y, float a, const float * x, int64_t d)    y += a·x
  *   void  attn_axpy_f16(float * y, float a, const uint16_t * x, int64_t d) y += a·decode(x)
+ *   void  attn_axpy4_f32(float * y, const float * a, const float * x, int64_t ldx, int64_t d)
+ *   void  attn_axpy4_f16(float * y, const float * a, const uint16_t * x, int64_t ldx, int64_t d)
+ *                                                                          y += a[0]·x0, then a[1]·x1, a[2]·x2, a[3]·x3
  *   void  attn_decode_f16(const uint16_t * src, float * dst, int64_t d)
  *   void  attn_scale(float * y, float a, int64_t n)                        y *= a
  *   float attn_exp_sum(float * s, int64_t n, float max)                    s = exp(s - max); returns Σ s
@@ -26,26 +32,34 @@
 static ODLLM_ALWAYS_INLINE void attend_template(const odllm_attn_task * t, int f16) {
     const int64_t d = t->d, count = t->count, heads = t->heads, ld = t->ld;
     const int decode_once = f16 && heads > ATTN_DECODE_ONCE_HEADS;
+    const uint16_t * k16 = t->k, * v16 = t->v;
+    const float * k32 = t->k, * v32 = t->v;
 
-    for (int64_t j = 0; j < count; j++) {
-        const float * key = NULL;
-        const uint16_t * key16 = NULL;
-        if (!f16) key = (const float *)t->k + j * ld;
-        else if (decode_once) { attn_decode_f16((const uint16_t *)t->k + j * ld, t->row, d); key = t->row; }
-        else key16 = (const uint16_t *)t->k + j * ld;
-        for (int64_t h = 0; h < heads; h++)
-            t->scores[h * count + j] = key ? attn_dot_f32(t->q + h * d, key, d) : attn_dot_f16(t->q + h * d, key16, d);
+    /* Scores, ODLLM_ATTN_KEY_BLOCK keys at a time: each query load serves four dot products. */
+    int64_t j = 0;
+    for (; j + ODLLM_ATTN_KEY_BLOCK <= count; j += ODLLM_ATTN_KEY_BLOCK) {
+        if (decode_once)
+            for (int r = 0; r < ODLLM_ATTN_KEY_BLOCK; r++) attn_decode_f16(k16 + (j + r) * ld, t->row + r * d, d);
+        for (int64_t h = 0; h < heads; h++) {
+            float * out = t->scores + h * count + j;
+            if (!f16) attn_dot4_f32(t->q + h * d, k32 + j * ld, ld, d, out);
+            else if (decode_once) attn_dot4_f32(t->q + h * d, t->row, d, d, out);
+            else attn_dot4_f16(t->q + h * d, k16 + j * ld, ld, d, out);
+        }
     }
+    for (; j < count; j++)
+        for (int64_t h = 0; h < heads; h++)
+            t->scores[h * count + j] = f16 ? attn_dot_f16(t->q + h * d, k16 + j * ld, d) : attn_dot_f32(t->q + h * d, k32 + j * ld, d);
 
     for (int64_t h = 0; h < heads; h++) {
         float * s = t->scores + h * count;
         const float slope = t->slopes ? t->slopes[h] : 0.0f;
         float max = -INFINITY;
-        for (int64_t j = 0; j < count; j++) {
+        for (int64_t i = 0; i < count; i++) {
             /* ALiBi is added to the raw q·k, before scaling (transformers' Falcon); +0 leaves the other models' dots as they are. */
-            float score = (s[j] + slope * (float)(t->first_key + j)) * t->scale;
+            float score = (s[i] + slope * (float)(t->first_key + i)) * t->scale;
             if (t->softcap > 0) score = t->softcap * tanhf(score / t->softcap);
-            s[j] = score;
+            s[i] = score;
             if (score > max) max = score;
         }
         /* Shifted by the maximum: exp of a raw score above ~88 overflows to infinity. */
@@ -53,18 +67,23 @@ static ODLLM_ALWAYS_INLINE void attend_template(const odllm_attn_task * t, int f
         memset(t->out + h * d, 0, (size_t)d * sizeof(float));
     }
 
-    for (int64_t j = 0; j < count; j++) {
-        if (!f16) {
-            const float * value = (const float *)t->v + j * ld;
-            for (int64_t h = 0; h < heads; h++) attn_axpy_f32(t->out + h * d, t->scores[h * count + j], value, d);
-        } else if (decode_once) {
-            attn_decode_f16((const uint16_t *)t->v + j * ld, t->row, d);
-            for (int64_t h = 0; h < heads; h++) attn_axpy_f32(t->out + h * d, t->scores[h * count + j], t->row, d);
-        } else {
-            const uint16_t * value = (const uint16_t *)t->v + j * ld;
-            for (int64_t h = 0; h < heads; h++) attn_axpy_f16(t->out + h * d, t->scores[h * count + j], value, d);
+    /* Values, four rows per pass over each output row: a quarter of the output loads and stores. */
+    for (j = 0; j + ODLLM_ATTN_KEY_BLOCK <= count; j += ODLLM_ATTN_KEY_BLOCK) {
+        if (decode_once)
+            for (int r = 0; r < ODLLM_ATTN_KEY_BLOCK; r++) attn_decode_f16(v16 + (j + r) * ld, t->row + r * d, d);
+        for (int64_t h = 0; h < heads; h++) {
+            const float * p = t->scores + h * count + j;
+            if (!f16) attn_axpy4_f32(t->out + h * d, p, v32 + j * ld, ld, d);
+            else if (decode_once) attn_axpy4_f32(t->out + h * d, p, t->row, d, d);
+            else attn_axpy4_f16(t->out + h * d, p, v16 + j * ld, ld, d);
         }
     }
+    for (; j < count; j++)
+        for (int64_t h = 0; h < heads; h++) {
+            const float p = t->scores[h * count + j];
+            if (f16) attn_axpy_f16(t->out + h * d, p, v16 + j * ld, d);
+            else attn_axpy_f32(t->out + h * d, p, v32 + j * ld, d);
+        }
 }
 
 #define ATTN_DEFINE(prefix)                                                                     \

@@ -172,8 +172,11 @@ struct odllm_attn_task {
     int64_t heads;
     float scale, softcap;
     float * scores;           /* heads·count floats of scratch */
-    float * row;              /* d floats of scratch: one cache row decoded to f32 */
+    float * row;              /* ODLLM_ATTN_KEY_BLOCK·d floats of scratch: cache rows decoded to f32 */
 };
+
+/* Cache rows an attend kernel takes at a time. */
+#define ODLLM_ATTN_KEY_BLOCK 4
 
 void odllm_ref_attend_f32(const odllm_attn_task * task);
 void odllm_ref_attend_f16(const odllm_attn_task * task);

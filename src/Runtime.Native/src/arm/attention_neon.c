@@ -36,6 +36,67 @@ static inline float attn_dot_f16(const float * a, const uint16_t * b, int64_t d)
     return sum;
 }
 
+/* The four sums of s0..s3, in that order. */
+static inline float32x4_t hsum4x4(float32x4_t s0, float32x4_t s1, float32x4_t s2, float32x4_t s3) {
+    return vpaddq_f32(vpaddq_f32(s0, s1), vpaddq_f32(s2, s3));
+}
+
+static inline void attn_dot4_f32(const float * a, const float * b, int64_t ldb, int64_t d, float * out) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        const float32x4_t x = vld1q_f32(a + i);
+        s0 = vfmaq_f32(s0, x, vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, x, vld1q_f32(b + ldb + i));
+        s2 = vfmaq_f32(s2, x, vld1q_f32(b + 2 * ldb + i));
+        s3 = vfmaq_f32(s3, x, vld1q_f32(b + 3 * ldb + i));
+    }
+    float tail[4] = { 0, 0, 0, 0 };
+    for (; i < d; i++)
+        for (int r = 0; r < 4; r++) tail[r] += a[i] * b[r * ldb + i];
+    vst1q_f32(out, vaddq_f32(hsum4x4(s0, s1, s2, s3), vld1q_f32(tail)));
+}
+
+static inline void attn_dot4_f16(const float * a, const uint16_t * b, int64_t ldb, int64_t d, float * out) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        const float32x4_t x = vld1q_f32(a + i);
+        s0 = vfmaq_f32(s0, x, load_f16x4(b + i));
+        s1 = vfmaq_f32(s1, x, load_f16x4(b + ldb + i));
+        s2 = vfmaq_f32(s2, x, load_f16x4(b + 2 * ldb + i));
+        s3 = vfmaq_f32(s3, x, load_f16x4(b + 3 * ldb + i));
+    }
+    float tail[4] = { 0, 0, 0, 0 };
+    for (; i < d; i++)
+        for (int r = 0; r < 4; r++) tail[r] += a[i] * odllm_f16_to_f32(b[r * ldb + i]);
+    vst1q_f32(out, vaddq_f32(hsum4x4(s0, s1, s2, s3), vld1q_f32(tail)));
+}
+
+static inline void attn_axpy4_f32(float * y, const float * a, const float * x, int64_t ldx, int64_t d) {
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        float32x4_t acc = vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a[0]);
+        acc = vfmaq_n_f32(acc, vld1q_f32(x + ldx + i), a[1]);
+        acc = vfmaq_n_f32(acc, vld1q_f32(x + 2 * ldx + i), a[2]);
+        vst1q_f32(y + i, vfmaq_n_f32(acc, vld1q_f32(x + 3 * ldx + i), a[3]));
+    }
+    for (; i < d; i++) y[i] = y[i] + a[0] * x[i] + a[1] * x[ldx + i] + a[2] * x[2 * ldx + i] + a[3] * x[3 * ldx + i];
+}
+
+static inline void attn_axpy4_f16(float * y, const float * a, const uint16_t * x, int64_t ldx, int64_t d) {
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+        float32x4_t acc = vfmaq_n_f32(vld1q_f32(y + i), load_f16x4(x + i), a[0]);
+        acc = vfmaq_n_f32(acc, load_f16x4(x + ldx + i), a[1]);
+        acc = vfmaq_n_f32(acc, load_f16x4(x + 2 * ldx + i), a[2]);
+        vst1q_f32(y + i, vfmaq_n_f32(acc, load_f16x4(x + 3 * ldx + i), a[3]));
+    }
+    for (; i < d; i++)
+        y[i] = y[i] + a[0] * odllm_f16_to_f32(x[i]) + a[1] * odllm_f16_to_f32(x[ldx + i])
+             + a[2] * odllm_f16_to_f32(x[2 * ldx + i]) + a[3] * odllm_f16_to_f32(x[3 * ldx + i]);
+}
+
 static inline void attn_axpy_f32(float * y, float a, const float * x, int64_t d) {
     int64_t i = 0;
     for (; i + 4 <= d; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));

@@ -15,12 +15,28 @@ static inline float attn_dot_f16(const float * a, const uint16_t * b, int64_t d)
     return sum;
 }
 
+static inline void attn_dot4_f32(const float * a, const float * b, int64_t ldb, int64_t d, float * out) {
+    for (int r = 0; r < 4; r++) out[r] = attn_dot_f32(a, b + r * ldb, d);
+}
+
+static inline void attn_dot4_f16(const float * a, const uint16_t * b, int64_t ldb, int64_t d, float * out) {
+    for (int r = 0; r < 4; r++) out[r] = attn_dot_f16(a, b + r * ldb, d);
+}
+
 static inline void attn_axpy_f32(float * y, float a, const float * x, int64_t d) {
     for (int64_t i = 0; i < d; i++) y[i] += a * x[i];
 }
 
 static inline void attn_axpy_f16(float * y, float a, const uint16_t * x, int64_t d) {
     for (int64_t i = 0; i < d; i++) y[i] += a * odllm_f16_to_f32(x[i]);
+}
+
+static inline void attn_axpy4_f32(float * y, const float * a, const float * x, int64_t ldx, int64_t d) {
+    for (int r = 0; r < 4; r++) attn_axpy_f32(y, a[r], x + r * ldx, d);
+}
+
+static inline void attn_axpy4_f16(float * y, const float * a, const uint16_t * x, int64_t ldx, int64_t d) {
+    for (int r = 0; r < 4; r++) attn_axpy_f16(y, a[r], x + r * ldx, d);
 }
 
 static inline void attn_decode_f16(const uint16_t * src, float * dst, int64_t d) {

@@ -45,6 +45,70 @@ static inline float attn_dot_f16(const float * a, const uint16_t * b, int64_t d)
     return sum;
 }
 
+/* The four sums of s0..s3, in that order. */
+static inline __m128 hsum8x4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+static inline void attn_dot4_f32(const float * a, const float * b, int64_t ldb, int64_t d, float * out) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        const __m256 x = _mm256_loadu_ps(a + i);
+        s0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + ldb + i), s1);
+        s2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 2 * ldb + i), s2);
+        s3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 3 * ldb + i), s3);
+    }
+    float tail[4] = { 0, 0, 0, 0 };
+    for (; i < d; i++)
+        for (int r = 0; r < 4; r++) tail[r] += a[i] * b[r * ldb + i];
+    _mm_storeu_ps(out, _mm_add_ps(hsum8x4(s0, s1, s2, s3), _mm_loadu_ps(tail)));
+}
+
+static inline void attn_dot4_f16(const float * a, const uint16_t * b, int64_t ldb, int64_t d, float * out) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        const __m256 x = _mm256_loadu_ps(a + i);
+        s0 = _mm256_fmadd_ps(x, load_f16x8(b + i), s0);
+        s1 = _mm256_fmadd_ps(x, load_f16x8(b + ldb + i), s1);
+        s2 = _mm256_fmadd_ps(x, load_f16x8(b + 2 * ldb + i), s2);
+        s3 = _mm256_fmadd_ps(x, load_f16x8(b + 3 * ldb + i), s3);
+    }
+    float tail[4] = { 0, 0, 0, 0 };
+    for (; i < d; i++)
+        for (int r = 0; r < 4; r++) tail[r] += a[i] * _cvtsh_ss(b[r * ldb + i]);
+    _mm_storeu_ps(out, _mm_add_ps(hsum8x4(s0, s1, s2, s3), _mm_loadu_ps(tail)));
+}
+
+static inline void attn_axpy4_f32(float * y, const float * a, const float * x, int64_t ldx, int64_t d) {
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
+        acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x + ldx + i), acc);
+        acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(x + 2 * ldx + i), acc);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a3, _mm256_loadu_ps(x + 3 * ldx + i), acc));
+    }
+    for (; i < d; i++) y[i] = y[i] + a[0] * x[i] + a[1] * x[ldx + i] + a[2] * x[2 * ldx + i] + a[3] * x[3 * ldx + i];
+}
+
+static inline void attn_axpy4_f16(float * y, const float * a, const uint16_t * x, int64_t ldx, int64_t d) {
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 acc = _mm256_fmadd_ps(a0, load_f16x8(x + i), _mm256_loadu_ps(y + i));
+        acc = _mm256_fmadd_ps(a1, load_f16x8(x + ldx + i), acc);
+        acc = _mm256_fmadd_ps(a2, load_f16x8(x + 2 * ldx + i), acc);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a3, load_f16x8(x + 3 * ldx + i), acc));
+    }
+    for (; i < d; i++)
+        y[i] = y[i] + a[0] * _cvtsh_ss(x[i]) + a[1] * _cvtsh_ss(x[ldx + i]) + a[2] * _cvtsh_ss(x[2 * ldx + i])
+             + a[3] * _cvtsh_ss(x[3 * ldx + i]);
+}
+
 static inline void attn_axpy_f32(float * y, float a, const float * x, int64_t d) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
