@@ -38,8 +38,7 @@ static void attention_slice(void * arg, int ith, int nth) {
         const int64_t t = u / (kv_heads * job->splits), rest = u % (kv_heads * job->splits);
         const int64_t kv = rest / job->splits, s = rest % job->splits;
         const int64_t h0 = kv * job->group + s * job->group / job->splits;
-        const int64_t h1 = kv * job->group + (s + 1) * job->group / job->splits;
-        if (h1 == h0) continue;
+        const int64_t h1 = kv * job->group + (s + 1) * job->group / job->splits; /* splits <= group: never empty */
         const int64_t pos = p->pos0 + t;
         const int64_t first = (p->window > 0 && pos - p->window + 1 > 0) ? pos - p->window + 1 : 0;
         const size_t offset = (size_t)(first * ld + kv * d) * job->elem_bytes;
