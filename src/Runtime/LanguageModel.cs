@@ -17,6 +17,11 @@ public sealed record LoadOptions
     public KernelBackend Backend { get; init; } = KernelBackend.Auto;
     /// <summary>Compute threads; 0 = the number of physical cores.</summary>
     public int Threads { get; init; }
+    /// <summary>
+    /// Element type of the CPU sessions' KV caches; Auto keeps f32 for f32 models (exact) and uses f16 for f16, bf16 and
+    /// quantized ones (half the memory and bandwidth). The CUDA backend's device cache is always f32.
+    /// </summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.Auto;
 }
 
 /// <summary>
@@ -27,14 +32,16 @@ public sealed class LanguageModel : IDisposable
 {
     private readonly Lazy<TextTokenizer?> _tokenizer;
     private readonly string? _temporaryFile;
+    private readonly KvCacheType _cpuKvCacheType;
 
-    private LanguageModel(IModelSource file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
+    private LanguageModel(IModelSource file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend, KvCacheType kvCacheType)
     {
         File = file;
         Kernels = kernels;
         Source = source;
         _temporaryFile = temporaryFile;
         Transformer = new Transformer(file.Config, file, kernels);
+        _cpuKvCacheType = kvCacheType == KvCacheType.Auto ? Transformer.DefaultKvCacheType : kvCacheType;
         _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
         if (backend is KernelBackend.Cuda or KernelBackend.Auto) PlaceOnGpu(backend);
     }
@@ -86,7 +93,7 @@ public sealed class LanguageModel : IDisposable
             if (gguf && options.Quantization == QuantizationScheme.Source) file = GgufModel.Open(path);
             else if (folder || gguf) (file, temporary) = ConvertToTemporary(path, options.Quantization);
             else file = ModelFile.Open(path);
-            return new LanguageModel(file, kernels, path, temporary, options.Backend);
+            return new LanguageModel(file, kernels, path, temporary, options.Backend, options.KvCacheType);
         }
         catch
         {
@@ -137,9 +144,12 @@ public sealed class LanguageModel : IDisposable
     public TextTokenizer RequireTokenizer() =>
         Tokenizer ?? throw new TokenizerException($"{Source} has no tokenizer; pass token ids instead of text.");
 
+    /// <summary>Element type of the KV caches <see cref="CreateSession"/> makes: <see cref="LoadOptions.KvCacheType"/> resolved, F32 on a GPU.</summary>
+    public KvCacheType KvCacheType => Gpu is not null ? KvCacheType.F32 : _cpuKvCacheType;
+
     /// <summary>A new sequence; on a GPU it holds device memory until disposed.</summary>
     public InferenceSession CreateSession(int? contextLength = null) =>
-        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength);
+        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength, _cpuKvCacheType);
 
     /// <summary>Encodes a prompt, adding BOS when the model's tokenizer config asks for it.</summary>
     public IReadOnlyList<int> EncodePrompt(string text)

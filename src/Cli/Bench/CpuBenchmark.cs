@@ -31,6 +31,9 @@ internal sealed record BenchResult
     /// kernels are not native. Measured by <see cref="NativeKernels.MeasureNativeTime"/>: two timestamps per native call.
     /// </summary>
     public required double? ManagedOverheadFraction { get; init; }
+    /// <summary>Element type of the KV cache and the memory of one cache for the whole prompt and generation.</summary>
+    public required KvCacheType KvCacheType { get; init; }
+    public required long KvCacheBytes { get; init; }
     public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
 }
 
@@ -65,7 +68,7 @@ internal static class CpuBenchmark
         var native = model.Kernels as NativeKernels;
         for (int r = 0; r < repeats; r++)
         {
-            using var session = new InferenceSession(transformer, promptTokens + genTokens);
+            using var session = new InferenceSession(transformer, promptTokens + genTokens, model.KvCacheType);
             var watch = Stopwatch.StartNew();
             session.Prefill(prompt);
             prefill[r] = watch.Elapsed.TotalSeconds;
@@ -104,6 +107,8 @@ internal static class CpuBenchmark
             DecodeMatMulShare = Median(matmulShare),
             ManagedOverheadFraction = native is null ? null : Median(managedShare),
             PeakRssBytes = peakRss,
+            KvCacheType = model.KvCacheType,
+            KvCacheBytes = KvCache.ByteSize(config, promptTokens + genTokens, model.KvCacheType),
             FileBytes = model.File.FileSize,
             WeightBytesPerToken = WeightBytesPerToken(model),
             // After the model runs, so the probe's buffer never counts toward the model's peak resident memory.
@@ -195,6 +200,11 @@ internal static class CpuBenchmark
         public void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y) => inner.Add(a, b, y);
 
         public void Softcap(ReadOnlySpan<float> x, float cap, Span<float> y) => inner.Softcap(x, cap, y);
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
+
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<Half> keys, ReadOnlySpan<Half> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
     }
 
     private static double Median(double[] values)

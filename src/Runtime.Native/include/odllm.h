@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a struct layout below changes; bindings refuse a mismatch. */
-#define ODLLM_ABI_VERSION 2
+#define ODLLM_ABI_VERSION 3
 
 typedef enum odllm_status {
     ODLLM_OK = 0,
@@ -147,6 +147,31 @@ ODLLM_API int32_t odllm_add(odllm_context * ctx, const float * a, const float * 
 
 /* y[i] = cap · tanh(x[i] / cap) for i < count, cap > 0 (Gemma 2's final logit soft-capping). */
 ODLLM_API int32_t odllm_softcap(odllm_context * ctx, const float * x, int64_t count, float cap, float * y);
+/* ---- Attention ---- */
+
+/* Shape and options of odllm_attention; zero-initialize, then set what applies. */
+typedef struct odllm_attention_params {
+    const float * alibi_slopes; /* NULL, or n_heads slopes: slope·j is added to q·k of key position j before the scale */
+    int64_t n_queries;          /* query rows, at positions pos0 .. pos0 + n_queries - 1 */
+    int64_t pos0;               /* position of the first query row */
+    int64_t kv_positions;       /* positions k and v hold, at least pos0 + n_queries (only those are read) */
+    int32_t n_heads;            /* query heads H */
+    int32_t n_kv_heads;         /* KV heads, dividing H: query head h reads KV head h / (H / n_kv_heads) */
+    int32_t head_dim;           /* d */
+    int32_t kv_type;            /* ODLLM_TYPE_F32 or ODLLM_TYPE_F16 */
+    int32_t window;             /* > 0: the query at pos sees keys pos - window < j <= pos (sliding window); 0: all j <= pos */
+    float scale;                /* multiplies q·k (plus ALiBi); finite */
+    float softcap;              /* > 0: each score s becomes softcap·tanh(s / softcap) (Gemma 2); 0: off */
+} odllm_attention_params;
+
+/*
+ * Causal attention of n_queries rows over a KV cache: out[t, h] = Σ_j softmax_j(score(t, h, j)) · v[j, h / (H / Hkv)],
+ * score = (q[t, h]·k[j, h / (H / Hkv)] + slope_h·j) · scale (then softcapped), the softmax shifted by its maximum.
+ * q and out are [n_queries, H, d] f32; k and v are [kv_positions, Hkv, d] of kv_type, row-major; out overlaps nothing.
+ * Non-finite scale or a negative/non-finite softcap give ODLLM_ERR_INVALID_SIZE.
+ */
+ODLLM_API int32_t odllm_attention(odllm_context * ctx, const odllm_attention_params * params, const float * q,
+                                  const void * k, const void * v, float * out);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 
 #include "odllm.h"
 
+typedef struct odllm_attn_task odllm_attn_task;
+
 /*
  * Element-wise and row-wise kernels of the forward pass, on one thread's share: one row, one head or a
  * run of count values. Inputs and outputs may be the same buffer. The tables of one architecture share
@@ -131,6 +133,10 @@ typedef struct odllm_kernel_table {
     void (*gemm_i8)(const int8_t * xq, const float * xd, int64_t m, const int8_t * w, const uint8_t * scales,
                     int64_t n, int64_t k, float * y, int64_t ldy);
     const odllm_op_kernels * ops;
+
+    /* Attention of one query row's heads that share a KV head, over an f32 or an f16 cache (attention_kernel.h). */
+    void (*attend_f32)(const odllm_attn_task * task);
+    void (*attend_f16)(const odllm_attn_task * task);
 } odllm_kernel_table;
 
 /* Kernel templates take their shape as constant arguments and must be specialized at every call. */
@@ -237,5 +243,50 @@ int odllm_cpu_has_neon(void);
 int odllm_cpu_has_dotprod(void);
 int odllm_cpu_has_i8mm(void);
 int odllm_cpu_physical_cores(void);
+
+/* ---- Attention (attention.c; kernels in attention_kernel.h, instantiated per instruction set) ---- */
+
+/* One query row's heads [h0, h0 + heads) that read the same KV head: the unit of work of an attend kernel. */
+struct odllm_attn_task {
+    const float * q;          /* heads rows of d, d apart */
+    float * out;              /* heads rows of d, d apart */
+    const float * slopes;     /* ALiBi slope of each of the heads, or NULL */
+    const void * k, * v;      /* the row of the first visible position of this KV head */
+    int64_t ld;               /* elements from one position's row to the next */
+    int64_t first_key;        /* position of that first row (ALiBi adds slope·position) */
+    int64_t count;            /* visible positions, >= 1 */
+    int64_t d;
+    int64_t heads;
+    float scale, softcap;
+    float * scores;           /* heads·count floats of scratch */
+    float * row;              /* ODLLM_ATTN_KEY_BLOCK·d floats of scratch: cache rows decoded to f32 */
+};
+
+/* Cache rows an attend kernel takes at a time. */
+#define ODLLM_ATTN_KEY_BLOCK 4
+
+void odllm_ref_attend_f32(const odllm_attn_task * task);
+void odllm_ref_attend_f16(const odllm_attn_task * task);
+#if defined(ODLLM_HAVE_AVX2)
+void odllm_avx2_attend_f32(const odllm_attn_task * task);
+void odllm_avx2_attend_f16(const odllm_attn_task * task);
+#endif
+#if defined(ODLLM_HAVE_NEON)
+void odllm_neon_attend_f32(const odllm_attn_task * task);
+void odllm_neon_attend_f16(const odllm_attn_task * task);
+#endif
+
+/* What an operator outside odllm.c gets of a context between odllm_context_begin and odllm_context_end. */
+typedef struct odllm_op {
+    const odllm_kernel_table * kernels;
+    odllm_pool * pool;
+    int n_threads;
+    float * scratch; /* at least the floats asked for, valid until odllm_context_end */
+} odllm_op;
+
+/* Takes the context's call lock and grows its scratch to scratch_floats; on failure the lock is not held. */
+int odllm_context_begin(odllm_context * ctx, size_t scratch_floats, odllm_op * op);
+/* Releases the lock odllm_context_begin took. */
+void odllm_context_end(odllm_context * ctx);
 
 #endif /* ODLLM_KERNELS_H */

@@ -332,3 +332,18 @@ int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
     pthread_mutex_unlock(&ctx->call_mutex);
     return ODLLM_OK;
 }
+
+/* ---- Context access for operators in other files (attention.c) ---- */
+
+int odllm_context_begin(odllm_context * ctx, size_t scratch_floats, odllm_op * op) {
+    pthread_mutex_lock(&ctx->call_mutex);
+    int status = ensure_scratch(ctx, scratch_floats);
+    if (status != ODLLM_OK) {
+        pthread_mutex_unlock(&ctx->call_mutex);
+        return status;
+    }
+    *op = (odllm_op){ .kernels = ctx->kernels, .pool = ctx->pool, .n_threads = ctx->n_threads, .scratch = ctx->scratch };
+    return ODLLM_OK;
+}
+
+void odllm_context_end(odllm_context * ctx) { pthread_mutex_unlock(&ctx->call_mutex); }

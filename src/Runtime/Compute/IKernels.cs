@@ -46,4 +46,12 @@ public interface IKernels
 
     /// <summary>y = cap · tanh(x / cap), element-wise over x.Length values (Gemma 2's final logit soft-capping).</summary>
     void Softcap(ReadOnlySpan<float> x, float cap, Span<float> y);
+    /// <summary>
+    /// Causal attention over an f32 KV cache: output[t, h] = softmax of the scores of query row t, head h against every
+    /// visible key (shifted by its maximum), times the values; q and output are [Queries, Heads, HeadDim].
+    /// </summary>
+    void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output);
+
+    /// <summary>As the f32 overload, over an f16 KV cache.</summary>
+    void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<Half> keys, ReadOnlySpan<Half> values, Span<float> output);
 }

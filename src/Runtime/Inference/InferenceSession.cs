@@ -29,8 +29,9 @@ public sealed class InferenceSession : IDisposable
     private readonly IForwardPass _pass;
     private readonly float[] _logits;
 
-    public InferenceSession(Transformer transformer, int? contextLength = null)
-        : this(new CpuForwardPass(transformer, contextLength)) { }
+    /// <summary>A CPU session; <paramref name="kvCacheType"/> Auto picks the transformer's <see cref="Transformer.DefaultKvCacheType"/>.</summary>
+    public InferenceSession(Transformer transformer, int? contextLength = null, KvCacheType kvCacheType = KvCacheType.Auto)
+        : this(new CpuForwardPass(transformer, contextLength, kvCacheType)) { }
 
     public InferenceSession(IForwardPass pass)
     {
@@ -100,15 +101,16 @@ internal sealed class CpuForwardPass : IForwardPass
     private readonly KvCache _cache;
     private readonly ForwardScratch _scratch;
 
-    public CpuForwardPass(Transformer transformer, int? contextLength)
+    public CpuForwardPass(Transformer transformer, int? contextLength, KvCacheType kvCacheType)
     {
         var c = transformer.Config;
         int capacity = contextLength ?? c.ContextLength;
         if (capacity <= 0 || capacity > c.ContextLength)
             throw new ArgumentOutOfRangeException(nameof(contextLength), $"The context length must be between 1 and the model's {c.ContextLength}.");
         _transformer = transformer;
-        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim);
-        _scratch = new ForwardScratch(c, capacity);
+        var type = kvCacheType == KvCacheType.Auto ? transformer.DefaultKvCacheType : kvCacheType;
+        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim, type);
+        _scratch = new ForwardScratch(c);
     }
 
     public int Length => _cache.Length;

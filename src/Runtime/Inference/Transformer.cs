@@ -126,9 +126,8 @@ public sealed class Transformer
                 _kernels.Rope(q, n, _c.NumHeads, d, _c.RotaryDim, cos, sin);
                 _kernels.Rope(k, n, _c.NumKvHeads, d, _c.RotaryDim, cos, sin);
             }
-            k.CopyTo(cache.Keys(l).Slice(pos0 * kvDim, n * kvDim));
-            val.CopyTo(cache.Values(l).Slice(pos0 * kvDim, n * kvDim));
-            Attend(l, q, cache, pos0, n, att, s);
+            cache.Store(l, pos0, k, val);
+            Attend(l, q, cache, pos0, n, att);
             Linear(att, n, w.Wo, w.Bo, attOut);
 
             // Feed-forward and residual, by block layout.
@@ -191,49 +190,23 @@ public sealed class Transformer
         for (int t = 0; t < n; t++) TensorPrimitives.Add(y.Slice(t * outDim, outDim), bias, y.Slice(t * outDim, outDim));
     }
 
-    /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
-    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output, ForwardScratch s)
-    {
-        int d = _c.HeadDim, heads = _c.NumHeads, kvHeads = _c.NumKvHeads, kvDim = kvHeads * d;
-        int group = heads / kvHeads;
-        var keys = cache.Keys(layer);
-        var values = cache.Values(layer);
-        bool sliding = _c.IsSlidingLayer(layer);
-        float scale = _c.AttentionScale, cap = _c.AttentionSoftcap;
+    /// <summary>The cache element type <see cref="KvCacheType.Auto"/> means for this model's weights.</summary>
+    public KvCacheType DefaultKvCacheType => KvCache.Resolve(KvCacheType.Auto, _layers[0].Wq.Type);
 
-        for (int t = 0; t < n; t++)
+    /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
+    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output)
+    {
+        var shape = new AttentionShape
         {
-            int pos = pos0 + t;
-            // Key j is visible from query pos when pos − window < j ≤ pos.
-            int firstKey = sliding ? Math.Max(0, pos - _c.SlidingWindow + 1) : 0;
-            int count = pos - firstKey + 1;
-            var scores = s.Scores.AsSpan(0, count);
-            for (int hd = 0; hd < heads; hd++)
-            {
-                var qh = q.Slice((t * heads + hd) * d, d);
-                int g = hd / group;
-                float slope = _alibiSlopes?[hd] ?? 0f;
-                for (int j = 0; j < count; j++)
-                {
-                    int key = firstKey + j;
-                    float dot = TensorPrimitives.Dot(qh, keys.Slice(key * kvDim + g * d, d));
-                    // ALiBi is added to the raw q·k, before scaling (transformers' Falcon).
-                    float score = (dot + slope * key) * scale;
-                    scores[j] = cap > 0 ? cap * MathF.Tanh(score / cap) : score;
-                }
-                // TensorPrimitives.SoftMax does not subtract the maximum: a score above ~88 overflows exp to
-                // infinity and the row becomes NaN (stories260K does this on ordinary prompts), so shift first.
-                TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
-                TensorPrimitives.SoftMax(scores, scores);
-                var oh = output.Slice((t * heads + hd) * d, d);
-                oh.Clear();
-                for (int j = 0; j < count; j++)
-                {
-                    var vj = values.Slice((firstKey + j) * kvDim + g * d, d);
-                    TensorPrimitives.MultiplyAdd(vj, scores[j], oh, oh);
-                }
-            }
-        }
+            Queries = n, Position0 = pos0, Heads = _c.NumHeads, KvHeads = _c.NumKvHeads, HeadDim = _c.HeadDim,
+            Scale = _c.AttentionScale, Softcap = Math.Max(0f, _c.AttentionSoftcap),
+            Window = _c.IsSlidingLayer(layer) ? _c.SlidingWindow : 0, AlibiSlopes = _alibiSlopes,
+        };
+        int used = (pos0 + n) * _c.NumKvHeads * _c.HeadDim;
+        if (cache.ElementType == KvCacheType.F16)
+            _kernels.Attention(shape, q, cache.HalfKeys(layer)[..used], cache.HalfValues(layer)[..used], output);
+        else
+            _kernels.Attention(shape, q, cache.Keys(layer)[..used], cache.Values(layer)[..used], output);
     }
 
     private void FeedForward(Layer w, ReadOnlySpan<float> x, int n, Span<float> up, Span<float> gate, Span<float> output)
@@ -257,20 +230,13 @@ public sealed class Transformer
 public sealed class ForwardScratch
 {
     private readonly ModelConfig _c;
-    private readonly int _maxPositions;
 
-    public ForwardScratch(ModelConfig config, int maxPositions)
-    {
-        _c = config;
-        _maxPositions = maxPositions;
-        Scores = new float[maxPositions];
-    }
+    public ForwardScratch(ModelConfig config) => _c = config;
 
     public int Rows { get; private set; }
     public float[] X = [], Normed = [], Q = [], K = [], V = [], Attention = [], AttentionOut = [], Up = [], Gate = [], FfnOut = [];
     /// <summary>RoPE's cos/sin of every row's position: rows × RotaryDim/2.</summary>
     public float[] Cos = [], Sin = [];
-    public readonly float[] Scores;
 
     public void Ensure(int rows)
     {

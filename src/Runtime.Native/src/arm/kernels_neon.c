@@ -392,4 +392,6 @@ const odllm_kernel_table odllm_kernels_neon = {
     .gemm_q4_0 = gemm_q4_0,
     .gemm_i8 = gemm_i8,
     .ops = &odllm_ops_neon,
+    .attend_f32 = odllm_neon_attend_f32,
+    .attend_f16 = odllm_neon_attend_f16,
 };

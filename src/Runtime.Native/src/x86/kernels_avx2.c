@@ -361,4 +361,6 @@ const odllm_kernel_table odllm_kernels_avx2 = {
     .gemm_q4_0 = gemm_q4_0,
     .gemm_i8 = gemm_i8,
     .ops = &odllm_ops_avx2,
+    .attend_f32 = odllm_avx2_attend_f32,
+    .attend_f16 = odllm_avx2_attend_f16,
 };
