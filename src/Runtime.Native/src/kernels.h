@@ -87,6 +87,9 @@ extern const odllm_kernel_table odllm_kernels_avx2;
 #if defined(ODLLM_HAVE_AVX_VNNI)
 extern const odllm_kernel_table odllm_kernels_avx2_vnni;
 #endif
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+extern const odllm_kernel_table odllm_kernels_avx512_vnni;
+#endif
 #if defined(ODLLM_HAVE_NEON)
 extern const odllm_kernel_table odllm_kernels_neon;
 extern const odllm_kernel_table odllm_kernels_neon_dotprod;
@@ -137,6 +140,7 @@ void odllm_pool_run(odllm_pool * pool, int nth, odllm_pool_fn fn, void * arg);
 /* CPU feature detection. */
 int odllm_cpu_has_avx2(void);
 int odllm_cpu_has_avx_vnni(void);
+int odllm_cpu_has_avx512_vnni(void);
 int odllm_cpu_has_neon(void);
 int odllm_cpu_has_dotprod(void);
 int odllm_cpu_physical_cores(void);
