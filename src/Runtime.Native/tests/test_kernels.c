@@ -426,9 +426,12 @@ static void test_integer_shapes(void) {
         for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
             for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
                 for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) check_qshape(type, ms[a], ks[b], ns[c]);
-        /* Split across threads, ragged row counts, long rows; the last two span several activation chunks of prefill. */
+        /*
+         * Split across threads, ragged row counts, long rows; { 33, 32768, 9 } and { 131, 16384, 6 } span several
+         * activation chunks of prefill, { 150, 4192, 19 } several packed weight chunks (a ragged last one) and row groups.
+         */
         const int64_t big[][3] = { { 1, 1024, 301 }, { 3, 992, 301 }, { 5, 320, 129 }, { 33, 128, 70 }, { 2, 4096, 66 },
-                                   { 33, 32768, 9 }, { 131, 16384, 6 } };
+                                   { 33, 32768, 9 }, { 131, 16384, 6 }, { 150, 4192, 19 } };
         for (size_t s = 0; s < sizeof big / sizeof big[0]; s++) check_qshape(type, big[s][0], big[s][1], big[s][2]);
     }
 }

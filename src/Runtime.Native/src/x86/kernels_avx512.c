@@ -54,6 +54,21 @@ static ODLLM_ALWAYS_INLINE __m512i load_pair(int kind, const uint8_t * block0, c
     return _mm512_xor_si512(both, _mm512_set1_epi8((char)0x80));
 }
 
+/* Block scales of 2·pairs rows at byte offset off, in one conversion: pair p's vector is rows 2p, 2p+1 over 8 lanes each. */
+static ODLLM_ALWAYS_INLINE void pair_scales(int pairs, const uint8_t * const * row, int64_t off, __m512 * dw) {
+    uint64_t lo = 0, hi = 0;
+    for (int r = 0; r < 2 * pairs; r++) {
+        const uint64_t h = odllm_load_u16(row[r] + off);
+        if (r < 4) lo |= h << (16 * r);
+        else hi |= h << (16 * (r - 4));
+    }
+    const __m512 all = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)));
+    for (int p = 0; p < pairs; p++)
+        dw[p] = _mm512_permutexvar_ps(_mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p,
+                                                        2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                                        2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1), all);
+}
+
 /* Reduces both halves of acc in hsum's order (kernels.h): ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). */
 static ODLLM_ALWAYS_INLINE void store_pair(__m512 acc, float * y0, float * y1, float s0, float s1, int scaled, int both) {
     __m512 s = _mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(2, 3, 0, 1)));
@@ -90,20 +105,7 @@ static ODLLM_ALWAYS_INLINE void tile_q(int kind, int rows, int pairs, const int8
         __m512i wv[NP];
         __m512 dw[NP];
         for (int p = 0; p < pairs; p++) wv[p] = load_pair(kind, row[2 * p] + b * bytes, row[2 * p + 1] + b * bytes);
-        if (kind != W_I8) {
-            /* All 2·pairs scales in one conversion; pair p's vector is halves 2p and 2p+1 spread over 8 lanes each. */
-            uint64_t lo = 0, hi = 0;
-            for (int r = 0; r < 2 * pairs; r++) {
-                const uint64_t h = odllm_load_u16(row[r] + b * bytes);
-                if (r < 4) lo |= h << (16 * r);
-                else hi |= h << (16 * (r - 4));
-            }
-            const __m512 all = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)));
-            for (int p = 0; p < pairs; p++)
-                dw[p] = _mm512_permutexvar_ps(_mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p,
-                                                                2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                                                                2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1), all);
-        }
+        if (kind != W_I8) pair_scales(pairs, row, b * bytes, dw);
         for (int i = 0; i < rows; i++) {
             const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + i * k + b * ODLLM_QK)));
             const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
@@ -150,12 +152,114 @@ static ODLLM_ALWAYS_INLINE void tile_any(int kind, int rows, const int8_t * xq, 
 #undef ODLLM_TILE_ROWS
 #undef ODLLM_TILE
 
+/*
+ * Prefill packs each 2·NP-row weight tile once: its blocks unpacked to load_pair's bytes and its scales spread
+ * over the lanes, KC blocks at a time (32 KiB, with the activation rows in L1/L2), so the unpacking and the scale
+ * shuffles leave the inner loop and are paid once per tile instead of once per MR activation rows.
+ */
+enum {
+    KC = 64,             /* blocks per packed chunk */
+    RG = 64,             /* activation rows per group when k spans several chunks: their accumulators wait in keep */
+    PACK_MIN_ROWS = 8,   /* fewer rows do not repay the packing */
+};
+
+typedef struct packed_block {
+    __m512i w[NP];   /* each pair's weights, as load_pair returns them */
+    __m512 dw[NP];   /* each pair's scales, as pair_scales returns them */
+} packed_block;
+
+static ODLLM_ALWAYS_INLINE void pack_tile(int kind, const qrows * w, int64_t j, int64_t b0, int64_t count,
+                                          packed_block * out) {
+    const int64_t bytes = block_bytes(kind);
+    const uint8_t * row[2 * NP];
+    for (int r = 0; r < 2 * NP; r++) row[r] = w->base + (j + r) * w->stride;
+    for (int64_t b = 0; b < count; b++) {
+        const int64_t off = (b0 + b) * bytes;
+        for (int p = 0; p < NP; p++) out[b].w[p] = load_pair(kind, row[2 * p] + off, row[2 * p + 1] + off);
+        if (kind != W_I8) pair_scales(NP, row, off, out[b].dw);
+    }
+}
+
+/*
+ * rows activation rows against a packed tile, blocks b0 .. b0+count of k. Accumulators start at zero on the first
+ * chunk and from keep otherwise; the last chunk reduces them into y, the others leave them in keep.
+ */
+static ODLLM_ALWAYS_INLINE void tile_packed(int kind, int rows, const int8_t * xq, const float * xd, int64_t k,
+                                            const packed_block * pack, int64_t b0, int64_t count, int first, int last,
+                                            __m512 * keep, const qrows * w, int64_t j, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    const __m512i offset = _mm512_set1_epi8((char)unsigned_offset(kind));
+    __m512 acc[MR][NP];
+    for (int i = 0; i < rows; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = first ? _mm512_setzero_ps() : keep[i * NP + p];
+    for (int64_t b = 0; b < count; b++) {
+        const packed_block * pb = pack + b;
+        for (int i = 0; i < rows; i++) {
+            const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + i * k + (b0 + b) * ODLLM_QK)));
+            const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv));
+            const __m512 dx = _mm512_set1_ps(xd[i * nb + b0 + b]);
+            for (int p = 0; p < NP; p++) {
+                const __m512 lanes = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, pb->w[p], xv));
+                const __m512 c = kind == W_I8 ? dx : _mm512_mul_ps(pb->dw[p], dx);
+                acc[i][p] = _mm512_fmadd_ps(lanes, c, acc[i][p]);
+            }
+        }
+    }
+    if (!last) {
+        for (int i = 0; i < rows; i++)
+            for (int p = 0; p < NP; p++) keep[i * NP + p] = acc[i][p];
+        return;
+    }
+    for (int p = 0; p < NP; p++) {
+        const int64_t r0 = j + 2 * p;
+        const float s0 = kind == W_I8 ? odllm_load_f32(w->scales + r0 * 4) : 1.0f;
+        const float s1 = kind == W_I8 ? odllm_load_f32(w->scales + (r0 + 1) * 4) : 1.0f;
+        for (int i = 0; i < rows; i++)
+            store_pair(acc[i][p], y + i * ldy + 2 * p, y + i * ldy + 2 * p + 1, s0, s1, kind == W_I8, 1);
+    }
+}
+
+static ODLLM_ALWAYS_INLINE void gemm_packed(int kind, const int8_t * xq, const float * xd, int64_t m, const qrows * w,
+                                            int64_t j, int64_t k, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK, chunks = (nb + KC - 1) / KC;
+    _Alignas(64) packed_block pack[KC];
+    _Alignas(64) __m512 keep[RG * NP];
+    /* One chunk needs no keep, so every row shares one packing. */
+    const int64_t group = chunks == 1 ? m : RG;
+    for (int64_t g = 0; g < m; g += group) {
+        const int64_t g_rows = m - g < group ? m - g : group;
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t b0 = c * KC, count = nb - b0 < KC ? nb - b0 : KC;
+            pack_tile(kind, w, j, b0, count, pack);
+            for (int64_t i = g; i < g + g_rows; i += MR) {
+                const int rows = g + g_rows - i < MR ? (int)(g + g_rows - i) : MR;
+                const int8_t * xi = xq + i * k;
+                const float * di = xd + i * nb;
+                float * yi = y + i * ldy + j;
+                __m512 * ki = keep + (i - g) * NP;
+                const int first = c == 0, last = c == chunks - 1;
+                switch (rows) {
+                case 1: tile_packed(kind, 1, xi, di, k, pack, b0, count, first, last, ki, w, j, yi, ldy); break;
+                case 2: tile_packed(kind, 2, xi, di, k, pack, b0, count, first, last, ki, w, j, yi, ldy); break;
+                case 3: tile_packed(kind, 3, xi, di, k, pack, b0, count, first, last, ki, w, j, yi, ldy); break;
+                default: tile_packed(kind, MR, xi, di, k, pack, b0, count, first, last, ki, w, j, yi, ldy); break;
+                }
+            }
+        }
+    }
+}
+
 /* Weight tiles outermost: 2·NP rows stay in L1/L2 while every activation row of the call passes over them. */
 static ODLLM_ALWAYS_INLINE void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m, const qrows * w,
                                        int64_t n, int64_t k, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
     for (int64_t j = 0; j < n; j += 2 * NP) {
         const int cols = n - j < 2 * NP ? (int)(n - j) : 2 * NP;
+        if (cols == 2 * NP && m >= PACK_MIN_ROWS) {
+            gemm_packed(kind, xq, xd, m, w, j, k, y, ldy);
+            continue;
+        }
         int64_t i = 0;
         if (cols == 2 * NP)
             for (; i + MR <= m; i += MR) tile_q(kind, MR, NP, xq + i * k, xd + i * nb, k, w, j, cols, y + i * ldy + j, ldy);
