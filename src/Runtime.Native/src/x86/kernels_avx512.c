@@ -17,6 +17,12 @@ enum { W_Q8_0, W_Q4_0, W_I8 };
 /* Register tile: MR activation rows by NP pairs of weight rows, MR·NP accumulators of the 32 zmm registers. */
 enum { MR = 4, NP = 4 };
 
+/*
+ * Decode (m = 1) is bound by memory: tiles of 2 pairs, each prefetching the next 4 rows, matched or beat the AVX2
+ * table's 4-row tiles here (bench_matmul, 6-10 alternating runs, medians within -1..+9%), where 4 pairs were 2-6% slower.
+ */
+enum { DECODE_NP = 2 };
+
 typedef struct qrows {
     const uint8_t * base;      /* row 0 */
     int64_t stride;            /* bytes per row */
@@ -91,7 +97,7 @@ static ODLLM_ALWAYS_INLINE void tile_q(int kind, int rows, int pairs, const int8
                                        const qrows * w, int64_t j, int cols, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK, bytes = block_bytes(kind);
     /* Decode streams each weight once: touching the next tile's rows keeps the prefetcher ahead (as the AVX2 table). */
-    const int prefetch = rows == 1 && j + 4 * NP <= w->rows;
+    const int prefetch = rows == 1 && j + 4 * pairs <= w->rows;
     const uint8_t * row[2 * NP];
     for (int r = 0; r < 2 * pairs; r++) row[r] = w->base + (j + (r < cols ? r : cols - 1)) * w->stride;
     const __m512i offset = _mm512_set1_epi8((char)unsigned_offset(kind));
@@ -100,7 +106,7 @@ static ODLLM_ALWAYS_INLINE void tile_q(int kind, int rows, int pairs, const int8
         for (int p = 0; p < pairs; p++) acc[i][p] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if (prefetch)
-            for (int r = 0; r < 2 * pairs; r++) _mm_prefetch((const char *)(row[r] + b * bytes + 2 * NP * w->stride), _MM_HINT_T0);
+            for (int r = 0; r < 2 * pairs; r++) _mm_prefetch((const char *)(row[r] + b * bytes + 2 * pairs * w->stride), _MM_HINT_T0);
         /* All pairs' weights and scales first, then one activation row at a time: 2·NP + MR·NP registers live. */
         __m512i wv[NP];
         __m512 dw[NP];
@@ -254,6 +260,12 @@ static ODLLM_ALWAYS_INLINE void gemm_packed(int kind, const int8_t * xq, const f
 static ODLLM_ALWAYS_INLINE void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m, const qrows * w,
                                        int64_t n, int64_t k, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
+    if (m == 1) {
+        int64_t j = 0;
+        for (; j + 2 * DECODE_NP <= n; j += 2 * DECODE_NP) tile_q(kind, 1, DECODE_NP, xq, xd, k, w, j, 2 * DECODE_NP, y + j, ldy);
+        if (j < n) tile_any(kind, 1, xq, xd, k, w, j, (int)(n - j), y + j, ldy);
+        return;
+    }
     for (int64_t j = 0; j < n; j += 2 * NP) {
         const int cols = n - j < 2 * NP ? (int)(n - j) : 2 * NP;
         if (cols == 2 * NP && m >= PACK_MIN_ROWS) {
