@@ -159,7 +159,7 @@ static ODLLM_ALWAYS_INLINE void tile_any(int kind, int rows, const int8_t * xq, 
 #undef ODLLM_TILE
 
 /*
- * Prefill packs each 2·NP-row weight tile once: its blocks unpacked to load_pair's bytes and its scales spread
+ * Prefill packs each 2·NP-row weight tile once: its blocks unpacked to signed bytes and its scales spread
  * over the lanes, KC blocks at a time (32 KiB, with the activation rows in L1/L2), so the unpacking and the scale
  * shuffles leave the inner loop and are paid once per tile instead of once per MR activation rows.
  */
@@ -169,8 +169,14 @@ enum {
     PACK_MIN_ROWS = 8,   /* fewer rows do not repay the packing */
 };
 
+/*
+ * The packed tile turns vpdpbusd's operands around: the activations become unsigned (x + 128) and the signed
+ * weights come from memory, so the correction, -128·(sum of the 4 w), belongs to the weights and is packed with
+ * them: each product's accumulator starts as a load, with no per-row bias to compute and no register to copy.
+ */
 typedef struct packed_block {
-    __m512i w[NP];   /* each pair's weights, as load_pair returns them */
+    __m512i w[NP];    /* each pair's weights in load_pair's order, as signed values */
+    __m512i fix[NP];  /* each pair's -128·(sum of the 4 w) per lane */
     __m512 dw[NP];   /* each pair's scales, as pair_scales returns them */
 } packed_block;
 
@@ -181,7 +187,15 @@ static ODLLM_ALWAYS_INLINE void pack_tile(int kind, const qrows * w, int64_t j, 
     for (int r = 0; r < 2 * NP; r++) row[r] = w->base + (j + r) * w->stride;
     for (int64_t b = 0; b < count; b++) {
         const int64_t off = (b0 + b) * bytes;
-        for (int p = 0; p < NP; p++) out[b].w[p] = load_pair(kind, row[2 * p] + off, row[2 * p + 1] + off);
+        for (int p = 0; p < NP; p++) {
+            /* load_pair's unsigned bytes minus their offset: Q4_0 nibbles - 8, int8 (w + 128) ^ 0x80. */
+            const __m512i u = load_pair(kind, row[2 * p] + off, row[2 * p + 1] + off);
+            const __m512i v = kind == W_Q4_0 ? _mm512_sub_epi8(u, _mm512_set1_epi8(8))
+                                             : _mm512_xor_si512(u, _mm512_set1_epi8((char)0x80));
+            out[b].w[p] = v;
+            out[b].fix[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), v));
+        }
         if (kind != W_I8) pair_scales(NP, row, off, out[b].dw);
     }
 }
@@ -194,7 +208,6 @@ static ODLLM_ALWAYS_INLINE void tile_packed(int kind, int rows, const int8_t * x
                                             const packed_block * pack, int64_t b0, int64_t count, int first, int last,
                                             __m512 * keep, const qrows * w, int64_t j, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK;
-    const __m512i offset = _mm512_set1_epi8((char)unsigned_offset(kind));
     __m512 acc[MR][NP];
     for (int i = 0; i < rows; i++)
         for (int p = 0; p < NP; p++) acc[i][p] = first ? _mm512_setzero_ps() : keep[i * NP + p];
@@ -202,11 +215,10 @@ static ODLLM_ALWAYS_INLINE void tile_packed(int kind, int rows, const int8_t * x
         const packed_block * pb = pack + b;
         for (int i = 0; i < rows; i++) {
             const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + i * k + (b0 + b) * ODLLM_QK)));
-            const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv));
+            const __m512i xu = _mm512_xor_si512(xv, _mm512_set1_epi8((char)0x80));
             const __m512 dx = _mm512_set1_ps(xd[i * nb + b0 + b]);
             for (int p = 0; p < NP; p++) {
-                const __m512 lanes = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, pb->w[p], xv));
+                const __m512 lanes = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(pb->fix[p], xu, pb->w[p]));
                 const __m512 c = kind == W_I8 ? dx : _mm512_mul_ps(pb->dw[p], dx);
                 acc[i][p] = _mm512_fmadd_ps(lanes, c, acc[i][p]);
             }
