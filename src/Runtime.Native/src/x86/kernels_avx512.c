@@ -160,7 +160,7 @@ static ODLLM_ALWAYS_INLINE void tile_any(int kind, int rows, const int8_t * xq, 
 
 /*
  * Prefill packs each 2·NP-row weight tile once: its blocks unpacked to signed bytes and its scales spread
- * over the lanes, KC blocks at a time (32 KiB, with the activation rows in L1/L2), so the unpacking and the scale
+ * over the lanes, KC blocks at a time (48 KiB on the stack, in L1/L2 with the activation rows), so the unpacking and the scale
  * shuffles leave the inner loop and are paid once per tile instead of once per MR activation rows.
  */
 enum {
@@ -177,7 +177,7 @@ enum {
 typedef struct packed_block {
     __m512i w[NP];    /* each pair's weights in load_pair's order, as signed values */
     __m512i fix[NP];  /* each pair's -128·(sum of the 4 w) per lane */
-    __m512 dw[NP];   /* each pair's scales, as pair_scales returns them */
+    __m512 dw[NP];    /* each pair's scales, as pair_scales returns them */
 } packed_block;
 
 static ODLLM_ALWAYS_INLINE void pack_tile(int kind, const qrows * w, int64_t j, int64_t b0, int64_t count,
@@ -241,8 +241,8 @@ static ODLLM_ALWAYS_INLINE void tile_packed(int kind, int rows, const int8_t * x
 static ODLLM_ALWAYS_INLINE void gemm_packed(int kind, const int8_t * xq, const float * xd, int64_t m, const qrows * w,
                                             int64_t j, int64_t k, float * y, int64_t ldy) {
     const int64_t nb = k / ODLLM_QK, chunks = (nb + KC - 1) / KC;
-    _Alignas(64) packed_block pack[KC];
-    _Alignas(64) __m512 keep[RG * NP];
+    packed_block pack[KC];
+    __m512 keep[RG * NP];
     /* One chunk needs no keep, so every row shares one packing. */
     const int64_t group = chunks == 1 ? m : RG;
     for (int64_t g = 0; g < m; g += group) {
