@@ -60,6 +60,7 @@ typedef enum odllm_isa {
     ODLLM_ISA_NEON = 3,    /* AArch64 Advanced SIMD */
     ODLLM_ISA_NEON_DOTPROD = 4, /* AArch64 Advanced SIMD + dotprod (sdot) */
     ODLLM_ISA_AVX2_VNNI = 5, /* x86-64 AVX2 + FMA + F16C + AVX-VNNI (vpdpbusd) */
+    ODLLM_ISA_AVX512_VNNI = 6, /* x86-64 AVX2 + FMA + F16C + AVX-512 F/BW/VL + AVX512-VNNI */
     ODLLM_ISA_NEON_I8MM = 7, /* AArch64 Advanced SIMD + dotprod + I8MM (smmla) */
 } odllm_isa;
 
@@ -92,7 +93,7 @@ ODLLM_API int32_t odllm_context_create(const odllm_context_params * params, odll
 /* Stops the thread pool and frees the context; NULL is ignored. */
 ODLLM_API void odllm_context_free(odllm_context * ctx);
 
-/* Name of the kernel set in use: "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar"; "" for NULL. */
+/* Name of the kernel set in use: "avx512-vnni", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar"; "" for NULL. */
 ODLLM_API const char * odllm_context_backend(const odllm_context * ctx);
 
 /* Threads used per operator (the caller included); 0 for NULL. */

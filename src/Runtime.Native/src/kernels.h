@@ -179,6 +179,9 @@ extern const odllm_kernel_table odllm_kernels_avx2;
 #if defined(ODLLM_HAVE_AVX_VNNI)
 extern const odllm_kernel_table odllm_kernels_avx2_vnni;
 #endif
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+extern const odllm_kernel_table odllm_kernels_avx512_vnni;
+#endif
 #if defined(ODLLM_HAVE_NEON)
 extern const odllm_kernel_table odllm_kernels_neon;
 extern const odllm_kernel_table odllm_kernels_neon_dotprod;
@@ -239,6 +242,7 @@ void odllm_context_unlock(odllm_context * ctx);
 /* CPU feature detection. */
 int odllm_cpu_has_avx2(void);
 int odllm_cpu_has_avx_vnni(void);
+int odllm_cpu_has_avx512_vnni(void);
 int odllm_cpu_has_neon(void);
 int odllm_cpu_has_dotprod(void);
 int odllm_cpu_has_i8mm(void);

@@ -54,6 +54,9 @@ odllm_context_params odllm_context_default_params(void) {
 static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     switch (isa) {
     case ODLLM_ISA_BEST:
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+        if (odllm_cpu_has_avx512_vnni()) { *out = &odllm_kernels_avx512_vnni; return ODLLM_OK; }
+#endif
 #if defined(ODLLM_HAVE_AVX_VNNI)
         if (odllm_cpu_has_avx_vnni()) { *out = &odllm_kernels_avx2_vnni; return ODLLM_OK; }
 #endif
@@ -82,6 +85,12 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     case ODLLM_ISA_AVX2_VNNI:
         if (!odllm_cpu_has_avx_vnni()) return ODLLM_ERR_UNSUPPORTED_ISA;
         *out = &odllm_kernels_avx2_vnni;
+        return ODLLM_OK;
+#endif
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+    case ODLLM_ISA_AVX512_VNNI:
+        if (!odllm_cpu_has_avx512_vnni()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_avx512_vnni;
         return ODLLM_OK;
 #endif
 #if defined(ODLLM_HAVE_NEON)

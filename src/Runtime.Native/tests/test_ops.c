@@ -65,8 +65,8 @@ static int n_backends = 0;
 static odllm_context * scalar = NULL; /* the scalar level on one thread: the reference */
 
 static void create_backends(void) {
-    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_AVX2_VNNI, ODLLM_ISA_NEON, ODLLM_ISA_NEON_DOTPROD,
-                         ODLLM_ISA_NEON_I8MM };
+    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_AVX2_VNNI, ODLLM_ISA_AVX512_VNNI, ODLLM_ISA_NEON,
+                         ODLLM_ISA_NEON_DOTPROD, ODLLM_ISA_NEON_I8MM };
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         for (int threads = 1; threads <= 4; threads++) {
             odllm_context_params params = odllm_context_default_params();

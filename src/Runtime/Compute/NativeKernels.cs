@@ -20,6 +20,8 @@ public enum NativeIsa
     NeonDotprod = 4,
     /// <summary>x86-64 AVX2 + FMA + F16C with AVX-VNNI (vpdpbusd).</summary>
     Avx2Vnni = 5,
+    /// <summary>x86-64 AVX2 + FMA + F16C with AVX-512 F/BW/VL and AVX512-VNNI (vpdpbusd on 512-bit registers).</summary>
+    Avx512Vnni = 6,
     /// <summary>AArch64 Advanced SIMD with dotprod and I8MM (smmla for prefill).</summary>
     NeonI8mm = 7,
 }
@@ -54,7 +56,7 @@ public sealed partial class NativeKernels : IKernels, IDisposable
 
     public string Name { get; }
 
-    /// <summary>The kernel set the library chose: "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar".</summary>
+    /// <summary>The kernel set the library chose: "avx512-vnni", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar".</summary>
     public string Backend { get; }
 
     /// <summary>Threads per operator, the calling thread included.</summary>
