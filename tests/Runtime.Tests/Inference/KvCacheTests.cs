@@ -149,15 +149,16 @@ public class KvCacheTests(ITestOutputHelper output)
     /// Measured with the f16 cache: f32 and f16 weights 256 on both backends, q4 27 on both, q8 185 managed but 71 native.
     /// Greedy decoding of this tiny model is chaotic: one flipped near-tie
     /// changes every later token, so the counts move with the last ulp of attention (the native and managed kernels
-    /// sum in other orders) and say nothing smooth about quality; the bounds are the measured counts.
+    /// sum in other orders) and say nothing smooth about quality. The bounds are the measured counts, except q8's,
+    /// which is the GGUF issue's bar of 50 tokens: 71 native hangs on one near-tie that another CPU's float order may flip.
     /// </summary>
     [Theory]
     [InlineData("source", KernelBackend.Managed, 256)]
     [InlineData("source", KernelBackend.Native, 256)]
     [InlineData("f16", KernelBackend.Managed, 256)]
     [InlineData("f16", KernelBackend.Native, 256)]
-    [InlineData("q8", KernelBackend.Managed, 185)]
-    [InlineData("q8", KernelBackend.Native, 71)]
+    [InlineData("q8", KernelBackend.Managed, 50)]
+    [InlineData("q8", KernelBackend.Native, 50)]
     [InlineData("q4", KernelBackend.Managed, 27)]
     [InlineData("q4", KernelBackend.Native, 27)]
     public void Stories260K_F16Cache_GreedyTokensMatchTheReferenceForAtLeast(string quant, KernelBackend backend, int matching)
