@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Numerics.Tensors;
 using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Model;
@@ -29,6 +30,11 @@ public sealed class Transformer
     private readonly Layer[] _layers;
     private readonly float[] _invFreq;
     private readonly float[]? _alibiSlopes;
+    /// <summary>
+    /// Prompt-sized activation buffers, lent to one prefill at a time: a Gemma-2B chunk of 256 rows needs ~45 MB, which
+    /// sessions kept between turns (the connector's prefix caches) would otherwise each hold on to while they decode.
+    /// </summary>
+    private readonly ConcurrentBag<ForwardScratch> _prefillScratch = [];
 
     public Transformer(ModelConfig config, ITensorSource weights, IKernels kernels)
     {
@@ -189,6 +195,14 @@ public sealed class Transformer
         int outDim = w.Rows;
         for (int t = 0; t < n; t++) TensorPrimitives.Add(y.Slice(t * outDim, outDim), bias, y.Slice(t * outDim, outDim));
     }
+
+    /// <summary>Activation buffers for a prefill, from the pool; give them back with <see cref="ReturnPrefillScratch"/>.</summary>
+    internal ForwardScratch RentPrefillScratch() => _prefillScratch.TryTake(out var s) ? s : new ForwardScratch(_c);
+
+    internal void ReturnPrefillScratch(ForwardScratch s) => _prefillScratch.Add(s);
+
+    /// <summary>Prefill buffers waiting in the pool: one per prefill that ran at the same time as another.</summary>
+    internal int PooledPrefillScratches => _prefillScratch.Count;
 
     /// <summary>The cache element type <see cref="KvCacheType.Auto"/> means for this model's weights.</summary>
     public KvCacheType DefaultKvCacheType => KvCache.Resolve(KvCacheType.Auto, _layers[0].Wq.Type);
