@@ -9,30 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "odllm.h"
-
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-        }                                                                         \
-    } while (0)
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint32_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-
-static float rng_float(void) { return (float)((rng_next() & 0xFFFFFF) / 8388608.0 - 1.0); }
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "test_util.h"
 
 /* Round to nearest even binary16, for values well inside its normal range (the tests' cache values). */
 static uint16_t to_half(float f) {
@@ -46,44 +24,6 @@ static uint16_t to_half(float f) {
     const uint32_t rest = mant & 0x1fffu;
     if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) half++;
     return (uint16_t)(sign | half);
-}
-
-/* Independent of the library's decoder: the IEEE definition, evaluated with ldexp. */
-static double half_value(uint16_t h) {
-    int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
-    double v = exp == 0 ? ldexp(mant, -24) : ldexp(1024 + mant, exp - 25);
-    return sign ? -v : v;
-}
-
-typedef struct backend {
-    int isa;
-    int threads;
-    odllm_context * ctx;
-} backend;
-
-enum { MAX_BACKENDS = 16 };
-static backend backends[MAX_BACKENDS];
-static int n_backends = 0;
-
-static void create_backends(void) {
-    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_AVX2_VNNI, ODLLM_ISA_AVX512_VNNI, ODLLM_ISA_NEON,
-                         ODLLM_ISA_NEON_DOTPROD, ODLLM_ISA_NEON_I8MM };
-    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        for (int threads = 1; threads <= 4; threads++) {
-            odllm_context_params params = odllm_context_default_params();
-            params.isa = isas[i];
-            params.n_threads = threads;
-            odllm_context * ctx = NULL;
-            int status = odllm_context_create(&params, &ctx);
-            if (status == ODLLM_ERR_UNSUPPORTED_ISA) break;
-            CHECK(status == ODLLM_OK, "create isa %d threads %d: %s", isas[i], threads, odllm_status_string(status));
-            if (status != ODLLM_OK) continue;
-            backends[n_backends++] = (backend){ isas[i], threads, ctx };
-        }
-    }
-    printf("testing backends:");
-    for (int i = 0; i < n_backends; i++) printf(" %s/%d", odllm_context_backend(backends[i].ctx), backends[i].threads);
-    printf("\n");
 }
 
 typedef struct attn_case {
@@ -278,7 +218,7 @@ int main(void) {
         test_shapes();
         test_validation();
     }
-    for (int i = 0; i < n_backends; i++) odllm_context_free(backends[i].ctx);
+    free_backends();
     if (failures) {
         printf("%d check(s) failed\n", failures);
         return 1;

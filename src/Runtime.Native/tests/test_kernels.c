@@ -10,45 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "odllm.h"
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "test_util.h"
 
 #if defined(__aarch64__) && defined(__linux__)
 #  include <sys/auxv.h>
 #  include <asm/hwcap.h>
 #endif
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-        }                                                                         \
-    } while (0)
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-
-static float rng_float(void) { return (float)((rng_next() & 0xFFFFFF) / 8388608.0 - 1.0); }
-
-/* Independent of the library's bit tricks: the IEEE definition, evaluated with ldexp. */
-static double half_value(uint16_t h) {
-    int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
-    double v;
-    if (exp == 0) v = ldexp(mant, -24);
-    else if (exp == 31) v = mant ? NAN : INFINITY;
-    else v = ldexp(1024 + mant, exp - 25);
-    return sign ? -v : v;
-}
 
 static double bf16_value(uint16_t b) {
     int sign = b >> 15, exp = (b >> 7) & 255, mant = b & 127;
@@ -80,41 +49,6 @@ static double weight_value(int type, const void * w, int64_t index) {
 
 static const char * type_name(int type) {
     return type == ODLLM_TYPE_F32 ? "f32" : type == ODLLM_TYPE_F16 ? "f16" : "bf16";
-}
-
-typedef struct backend {
-    int isa;
-    int threads;
-    odllm_context * ctx;
-} backend;
-
-enum { MAX_BACKENDS = 16 };
-static backend backends[MAX_BACKENDS];
-static int n_backends = 0;
-
-static void create_backends(void) {
-    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_AVX2_VNNI, ODLLM_ISA_AVX512_VNNI, ODLLM_ISA_NEON,
-                         ODLLM_ISA_NEON_DOTPROD, ODLLM_ISA_NEON_I8MM };
-    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        for (int threads = 1; threads <= 4; threads++) {
-            odllm_context_params params = odllm_context_default_params();
-            params.isa = isas[i];
-            params.n_threads = threads;
-            odllm_context * ctx = NULL;
-            int status = odllm_context_create(&params, &ctx);
-            if (status == ODLLM_ERR_UNSUPPORTED_ISA) {
-                if (threads == 1) printf("isa %d not available here: skipped\n", isas[i]);
-                break;
-            }
-            CHECK(status == ODLLM_OK, "create isa %d threads %d: %s", isas[i], threads, odllm_status_string(status));
-            if (status != ODLLM_OK) continue;
-            CHECK(odllm_context_n_threads(ctx) == threads, "n_threads %d", odllm_context_n_threads(ctx));
-            backends[n_backends++] = (backend){ isas[i], threads, ctx };
-        }
-    }
-    printf("testing backends:");
-    for (int i = 0; i < n_backends; i++) printf(" %s/%d", odllm_context_backend(backends[i].ctx), backends[i].threads);
-    printf("\n");
 }
 
 /* Runs one shape through every backend and checks each against the oracle and the scalar result. */
@@ -600,7 +534,7 @@ int main(void) {
     test_integer_rounding();
     test_q4_layout();
     test_concurrent_callers();
-    for (int b = 0; b < n_backends; b++) odllm_context_free(backends[b].ctx);
+    free_backends();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

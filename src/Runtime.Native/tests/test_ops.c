@@ -14,35 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "odllm.h"
-
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            if (++failures <= 40) {                                               \
-                fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                                     \
-                fputc('\n', stderr);                                              \
-            }                                                                     \
-        }                                                                         \
-    } while (0)
-
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-
-static uint32_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
+#define TEST_RNG_SEED 0x243F6A8885A308D3ull
+#include "test_util.h"
 
 /* Uniform in [-scale, scale). */
-static float rng_float(float scale) { return (float)(((rng_next() & 0xFFFFFF) / 8388608.0 - 1.0) * scale); }
+static float rng_scaled(float scale) { return (float)(((rng_next() & 0xFFFFFF) / 8388608.0 - 1.0) * scale); }
 
 static void fill(float * x, int64_t count, float scale) {
-    for (int64_t i = 0; i < count; i++) x[i] = rng_float(scale);
+    for (int64_t i = 0; i < count; i++) x[i] = rng_scaled(scale);
 }
 
 static float * alloc_floats(int64_t count) {
@@ -54,37 +33,7 @@ static float * alloc_floats(int64_t count) {
     return p;
 }
 
-typedef struct backend {
-    int threads;
-    odllm_context * ctx;
-} backend;
-
-enum { MAX_BACKENDS = 24 };
-static backend backends[MAX_BACKENDS];
-static int n_backends = 0;
 static odllm_context * scalar = NULL; /* the scalar level on one thread: the reference */
-
-static void create_backends(void) {
-    const int isas[] = { ODLLM_ISA_SCALAR, ODLLM_ISA_AVX2, ODLLM_ISA_AVX2_VNNI, ODLLM_ISA_AVX512_VNNI, ODLLM_ISA_NEON,
-                         ODLLM_ISA_NEON_DOTPROD, ODLLM_ISA_NEON_I8MM };
-    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        for (int threads = 1; threads <= 4; threads++) {
-            odllm_context_params params = odllm_context_default_params();
-            params.isa = isas[i];
-            params.n_threads = threads;
-            odllm_context * ctx = NULL;
-            int status = odllm_context_create(&params, &ctx);
-            if (status == ODLLM_ERR_UNSUPPORTED_ISA) break;
-            CHECK(status == ODLLM_OK, "create isa %d threads %d: %s", isas[i], threads, odllm_status_string(status));
-            if (status != ODLLM_OK) continue;
-            backends[n_backends++] = (backend){ threads, ctx };
-            if (isas[i] == ODLLM_ISA_SCALAR && threads == 1) scalar = ctx;
-        }
-    }
-    printf("testing backends:");
-    for (int i = 0; i < n_backends; i++) printf(" %s/%d", odllm_context_backend(backends[i].ctx), backends[i].threads);
-    printf("\n");
-}
 
 /* Bit for bit, except that any NaN matches any NaN (payloads are not part of the contract). */
 static int same_values(const float * got, const float * want, int64_t count) {
@@ -124,7 +73,7 @@ static void fill_activation_inputs(float * x, int64_t count) {
                                       3e38f, -3e38f, INFINITY, -INFINITY };
     for (int64_t i = 0; i < count; i++) {
         const uint32_t r = rng_next() % 16;
-        x[i] = r == 0 ? rng_float(200.0f) : r == 1 ? rng_float(1.0f) : rng_float(12.0f);
+        x[i] = r == 0 ? rng_scaled(200.0f) : r == 1 ? rng_scaled(1.0f) : rng_scaled(12.0f);
     }
     for (size_t i = 0; i < sizeof specials / sizeof specials[0] && (int64_t)i < count; i++) x[i] = specials[i];
 }
@@ -240,7 +189,7 @@ static void test_norms(void) {
             const int64_t w_rows = n % 3 == 0 ? 3 : 1;
             float * x = alloc_floats(count), * w = alloc_floats(w_rows * dim), * bias = alloc_floats(w_rows * dim);
             float * want = alloc_floats(count), * got = alloc_floats(count), * single = alloc_floats(count);
-            for (int64_t i = 0; i < count; i++) x[i] = rng_float(4.0f) + (i % dim == 0 ? 3.0f : 0.5f); /* mean ≠ 0 */
+            for (int64_t i = 0; i < count; i++) x[i] = rng_scaled(4.0f) + (i % dim == 0 ? 3.0f : 0.5f); /* mean ≠ 0 */
             fill(w, w_rows * dim, 1.5f);
             fill(bias, w_rows * dim, 0.5f);
             for (int kind = 0; kind < 4; kind++) {
@@ -382,6 +331,7 @@ static void test_validation(void) {
 
 int main(void) {
     create_backends();
+    if (n_backends > 0 && backends[0].isa == ODLLM_ISA_SCALAR && backends[0].threads == 1) scalar = backends[0].ctx;
     if (!scalar) {
         fprintf(stderr, "no scalar context\n");
         return 1;
@@ -391,7 +341,7 @@ int main(void) {
     test_norms();
     test_rope();
     test_validation();
-    for (int i = 0; i < n_backends; i++) odllm_context_free(backends[i].ctx);
+    free_backends();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
