@@ -3,15 +3,7 @@
 #include <math.h>
 
 #include "../kernels.h"
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256 load_f16x8(const uint16_t * p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+#include "simd_avx2.h"
 
 static inline float attn_dot_f32(const float * a, const float * b, int64_t d) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -24,7 +16,7 @@ static inline float attn_dot_f32(const float * a, const float * b, int64_t d) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
         i += 8;
     }
-    float sum = hsum8(_mm256_add_ps(s0, s1));
+    float sum = hsum(_mm256_add_ps(s0, s1));
     for (; i < d; i++) sum += a[i] * b[i];
     return sum;
 }
@@ -40,7 +32,7 @@ static inline float attn_dot_f16(const float * a, const uint16_t * b, int64_t d)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_f16x8(b + i), s0);
         i += 8;
     }
-    float sum = hsum8(_mm256_add_ps(s0, s1));
+    float sum = hsum(_mm256_add_ps(s0, s1));
     for (; i < d; i++) sum += a[i] * _cvtsh_ss(b[i]);
     return sum;
 }
@@ -167,7 +159,7 @@ static inline float attn_exp_sum(float * s, int64_t n, float max) {
         _mm256_storeu_ps(s + i, e);
         acc = _mm256_add_ps(acc, e);
     }
-    float sum = hsum8(acc);
+    float sum = hsum(acc);
     for (; i < n; i++) {
         s[i] = expf(s[i] - max);
         sum += s[i];

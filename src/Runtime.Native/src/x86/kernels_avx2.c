@@ -10,13 +10,7 @@
 
 #include "../kernels.h"
 #include "kernels_x86.h"
-
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "simd_avx2.h"
 
 /* The float paths need no VNNI: only the plain AVX2 build compiles them, and every x86 table shares them. */
 #if !ODLLM_X86_VNNI
@@ -24,10 +18,6 @@ static inline float hsum(__m256 v) {
 /* Lanes [0, r) set: loads the last k % 8 floats without touching memory past the row. */
 static inline __m256i tail_mask(int64_t r) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-static inline __m256 load_f16x8(const uint16_t * p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
 static inline __m256 load_bf16x8(const uint16_t * p) {

@@ -7,17 +7,11 @@
 #include <math.h>
 
 #include "../kernels.h"
+#include "simd_avx2.h"
 
 enum { V = 8 };
 
 #define SET(c) _mm256_set1_ps(c)
-
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* The contract's exp: the clamp keeps 2^n a normal float; above it e^x is +inf, as expf says. NaN passes through. */
 static inline __m256 exp_ps(__m256 x) {
