@@ -27,14 +27,14 @@ public sealed unsafe class GgufModel : IModelSource
     {
         _import = import;
         Path = file.Path;
-        FileSize = new FileInfo(file.Path).Length;
+        FileSize = file.Length;
         FormatVersion = (int)file.Version;
         Provenance = new Provenance(import.Source, ModelConverter.ConverterVersion, Quantization.QuantizationScheme.Source.Name);
         ModelValidator.Config(Path, import.Config);
         ModelValidator.Special(Path, import.Special, import.Config);
         ModelValidator.Tokenizer(Path, import.Tokenizer);
-        _mapStart = file.Address(file.Tensors[0]) - (nint)file.Tensors[0].Offset;
-        _mapLength = FileSize - file.DataOffset;
+        _mapStart = file.DataStart;
+        _mapLength = file.Length - file.DataOffset;
         var copied = new List<string>();
         try
         {
