@@ -54,6 +54,7 @@ internal static class EngineRunner
             ["read_bandwidth_gbs"] = Math.Round(r.ReadBandwidthGbs, 2),
             ["decode_roofline_ratio"] = Math.Round(r.DecodeRooflineRatio, 3),
             ["decode_matmul_share"] = Math.Round(r.DecodeMatMulShare, 3),
+            ["managed_overhead_fraction"] = r.ManagedOverheadFraction is { } managed ? Math.Round(managed, 4) : null,
         };
     }
 

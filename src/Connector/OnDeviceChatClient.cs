@@ -94,7 +94,7 @@ public sealed partial class OnDeviceChatClient : IChatClient
         if (_options.MaxConversations <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxConversations, "MaxConversations must be positive.");
         var c = model.Config;
-        KvCacheBytes = (long)c.NumLayers * (_options.ContextLength ?? c.ContextLength) * c.NumKvHeads * c.HeadDim * 2 * sizeof(float);
+        KvCacheBytes = KvCache.ByteSize(c, _options.ContextLength ?? c.ContextLength, model.KvCacheType);
         int caches = _options.ReusePrefix ? (int)Math.Clamp(_options.KvCacheMemoryLimit / KvCacheBytes, 1, 1024) : 1;
         _pool = new KvCachePool(() => _model.CreateSession(_options.ContextLength), caches);
         _conversations = new ConversationStore(_options.MaxConversations);

@@ -33,7 +33,8 @@ public sealed class OnDeviceChatClientOptions
 
     /// <summary>
     /// The most memory the kept KV caches may take, in bytes (default 1 GiB). Each cache takes
-    /// layers × context × KV heads × head_dim × 2 × 4 bytes (<see cref="OnDeviceChatClient.KvCacheBytes"/>); as many as
+    /// layers × context × KV heads × head_dim × 2 × 4 bytes, or × 2 bytes with an f16 cache (<see cref="Runtime.LoadOptions.KvCacheType"/>,
+    /// <see cref="OnDeviceChatClient.KvCacheBytes"/>); as many as
     /// fit are kept, least recently used evicted first, and at least one is always kept.
     /// </summary>
     public long KvCacheMemoryLimit { get; set; } = 1L << 30;

@@ -17,6 +17,11 @@ public sealed record LoadOptions
     public KernelBackend Backend { get; init; } = KernelBackend.Auto;
     /// <summary>Compute threads; 0 = the number of physical cores.</summary>
     public int Threads { get; init; }
+    /// <summary>
+    /// Element type of the CPU sessions' KV caches; Auto keeps f32 for f32 models (exact) and uses f16 for f16, bf16 and
+    /// quantized ones (half the memory and bandwidth). The CUDA backend's device cache is always f32.
+    /// </summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.Auto;
 }
 
 /// <summary>
@@ -27,14 +32,16 @@ public sealed class LanguageModel : IDisposable
 {
     private readonly Lazy<TextTokenizer?> _tokenizer;
     private readonly string? _temporaryFile;
+    private readonly KvCacheType _cpuKvCacheType;
 
-    private LanguageModel(ModelFile file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend)
+    private LanguageModel(IModelSource file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend, KvCacheType kvCacheType)
     {
         File = file;
         Kernels = kernels;
         Source = source;
         _temporaryFile = temporaryFile;
         Transformer = new Transformer(file.Config, file, kernels);
+        _cpuKvCacheType = kvCacheType == KvCacheType.Auto ? Transformer.DefaultKvCacheType : kvCacheType;
         _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
         if (backend is KernelBackend.Cuda or KernelBackend.Auto) PlaceOnGpu(backend);
     }
@@ -61,7 +68,10 @@ public sealed class LanguageModel : IDisposable
             System.Diagnostics.Trace.TraceInformation($"OnDeviceLlm: running {Source} on the CPU ({Kernels.Name}): {BackendFallbackReason}");
     }
 
-    /// <summary>Opens an .odlm file, or converts a Hugging Face folder or a GGUF file to a temporary .odlm first.</summary>
+    /// <summary>
+    /// Opens an .odlm file or a GGUF file in place (memory-mapped), or converts a Hugging Face folder (or a GGUF file
+    /// to re-quantize) to a temporary .odlm first.
+    /// </summary>
     public static LanguageModel Load(string path, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
@@ -75,13 +85,15 @@ public sealed class LanguageModel : IDisposable
 
         // Native kernels own a thread pool, so everything opened here is released if a later step fails.
         var kernels = Compute.Kernels.Create(options.Backend, options.Threads);
-        ModelFile? file = null;
+        IModelSource? file = null;
         string? temporary = null;
         try
         {
-            if (folder || GgufFile.IsGguf(path)) (file, temporary) = ConvertToTemporary(path, options.Quantization);
+            bool gguf = !folder && GgufFile.IsGguf(path);
+            if (gguf && options.Quantization == QuantizationScheme.Source) file = GgufModel.Open(path);
+            else if (folder || gguf) (file, temporary) = ConvertToTemporary(path, options.Quantization);
             else file = ModelFile.Open(path);
-            return new LanguageModel(file, kernels, path, temporary, options.Backend);
+            return new LanguageModel(file, kernels, path, temporary, options.Backend, options.KvCacheType);
         }
         catch
         {
@@ -111,7 +123,8 @@ public sealed class LanguageModel : IDisposable
         return (file, null);
     }
 
-    public ModelFile File { get; }
+    /// <summary>The open model file: an .odlm (<see cref="ModelFile"/>, also for a converted folder) or a GGUF (<see cref="GgufModel"/>).</summary>
+    public IModelSource File { get; }
     public ModelConfig Config => File.Config;
     public SpecialTokens Special => File.Special;
     public IKernels Kernels { get; }
@@ -131,9 +144,12 @@ public sealed class LanguageModel : IDisposable
     public TextTokenizer RequireTokenizer() =>
         Tokenizer ?? throw new TokenizerException($"{Source} has no tokenizer; pass token ids instead of text.");
 
+    /// <summary>Element type of the KV caches <see cref="CreateSession"/> makes: <see cref="LoadOptions.KvCacheType"/> resolved, F32 on a GPU.</summary>
+    public KvCacheType KvCacheType => Gpu is not null ? KvCacheType.F32 : _cpuKvCacheType;
+
     /// <summary>A new sequence; on a GPU it holds device memory until disposed.</summary>
     public InferenceSession CreateSession(int? contextLength = null) =>
-        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength);
+        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength, _cpuKvCacheType);
 
     /// <summary>Encodes a prompt, adding BOS when the model's tokenizer config asks for it.</summary>
     public IReadOnlyList<int> EncodePrompt(string text)

@@ -35,6 +35,10 @@ public class BenchCliTests : IDisposable
         long embedding = 512L * 64 / 32 * 34; // vocab 512 × hidden 64 in Q8_0 blocks
         long expected = info.GetProperty("weight_bytes").GetInt64() - (TiedEmbeddings() ? 0 : embedding);
         Assert.Equal(expected, perToken);
+        // A q8 model gets the f16 KV cache: layers × (prompt + generated) positions × KV heads × head_dim × K and V × 2 bytes.
+        Assert.Equal("f16", r.GetProperty("kv_cache_type").GetString());
+        Assert.Equal(info.GetProperty("num_layers").GetInt64() * (9 + 5) * info.GetProperty("num_kv_heads").GetInt64()
+                     * info.GetProperty("head_dim").GetInt64() * 2 * 2, r.GetProperty("kv_cache_bytes").GetInt64());
         Assert.True(r.GetProperty("peak_rss_bytes").GetInt64() > fileBytes);
         Assert.Equal(9 / r.GetProperty("prefill_tok_s").GetDouble() * 1000, r.GetProperty("ttft_ms").GetDouble(), 0.05 * r.GetProperty("ttft_ms").GetDouble());
         double ratio = r.GetProperty("decode_tok_s").GetDouble() * perToken / (r.GetProperty("read_bandwidth_gbs").GetDouble() * 1e9);

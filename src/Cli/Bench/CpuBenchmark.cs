@@ -24,8 +24,16 @@ internal sealed record BenchResult
     public required long FileBytes { get; init; }
     public required long WeightBytesPerToken { get; init; }
     public required double ReadBandwidthGbs { get; init; }
-    /// <summary>Share of decode time spent inside the matmul kernels; the rest is managed code (norms, RoPE, attention, glue).</summary>
+    /// <summary>Share of decode time spent inside the matmul kernels; the rest is the other operators and managed code.</summary>
     public required double DecodeMatMulShare { get; init; }
+    /// <summary>
+    /// Share of decode time spent outside native calls (managed glue, and any operator still in C#); null when the
+    /// kernels are not native. Measured by <see cref="NativeKernels.MeasureNativeTime"/>: two timestamps per native call.
+    /// </summary>
+    public required double? ManagedOverheadFraction { get; init; }
+    /// <summary>Element type of the KV cache and the memory of one cache for the whole prompt and generation.</summary>
+    public required KvCacheType KvCacheType { get; init; }
+    public required long KvCacheBytes { get; init; }
     public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
 }
 
@@ -56,21 +64,33 @@ internal static class CpuBenchmark
         var prefill = new double[repeats];
         var decode = new double[repeats];
         var matmulShare = new double[repeats];
+        var managedShare = new double[repeats];
+        var native = model.Kernels as NativeKernels;
         for (int r = 0; r < repeats; r++)
         {
-            using var session = new InferenceSession(transformer, promptTokens + genTokens);
+            using var session = new InferenceSession(transformer, promptTokens + genTokens, model.KvCacheType);
             var watch = Stopwatch.StartNew();
             session.Prefill(prompt);
             prefill[r] = watch.Elapsed.TotalSeconds;
             kernels.Elapsed = 0;
+            if (native is not null)
+            {
+                native.NativeTicks = 0;
+                native.MeasureNativeTime = true;
+            }
             watch.Restart();
             foreach (int token in generated) session.Decode(token);
             decode[r] = watch.Elapsed.TotalSeconds;
+            if (native is not null)
+            {
+                native.MeasureNativeTime = false;
+                managedShare[r] = 1 - Stopwatch.GetElapsedTime(0, native.NativeTicks).TotalSeconds / decode[r];
+            }
             matmulShare[r] = Stopwatch.GetElapsedTime(0, kernels.Elapsed).TotalSeconds / decode[r];
         }
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         double prefillSeconds = Median(prefill);
-        int threads = model.Kernels is NativeKernels native ? native.Threads : 1;
+        int threads = native?.Threads ?? 1;
 
         return new BenchResult
         {
@@ -85,7 +105,10 @@ internal static class CpuBenchmark
             TtftMs = prefillSeconds * 1000,
             DecodeTokS = genTokens / Median(decode),
             DecodeMatMulShare = Median(matmulShare),
+            ManagedOverheadFraction = native is null ? null : Median(managedShare),
             PeakRssBytes = peakRss,
+            KvCacheType = model.KvCacheType,
+            KvCacheBytes = KvCache.ByteSize(config, promptTokens + genTokens, model.KvCacheType),
             FileBytes = model.File.FileSize,
             WeightBytesPerToken = WeightBytesPerToken(model),
             // After the model runs, so the probe's buffer never counts toward the model's peak resident memory.
@@ -156,6 +179,32 @@ internal static class CpuBenchmark
             inner.MatMul(x, m, w, y);
             Elapsed += Stopwatch.GetTimestamp() - start;
         }
+
+        public void RmsNorm(ReadOnlySpan<float> x, int rows, int dim, ReadOnlySpan<float> weight, float weightOffset, float eps, Span<float> y)
+            => inner.RmsNorm(x, rows, dim, weight, weightOffset, eps, y);
+
+        public void LayerNorm(ReadOnlySpan<float> x, int rows, int dim, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps, Span<float> y)
+            => inner.LayerNorm(x, rows, dim, weight, bias, eps, y);
+
+        public void RopeTables(int pos0, int rows, ReadOnlySpan<float> invFreq, Span<float> cos, Span<float> sin)
+            => inner.RopeTables(pos0, rows, invFreq, cos, sin);
+
+        public void Rope(Span<float> x, int rows, int heads, int headDim, int rotaryDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+            => inner.Rope(x, rows, heads, headDim, rotaryDim, cos, sin);
+
+        public void Activate(Activation activation, ReadOnlySpan<float> x, Span<float> y) => inner.Activate(activation, x, y);
+
+        public void GatedActivate(Activation activation, ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> y)
+            => inner.GatedActivate(activation, gate, up, y);
+
+        public void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y) => inner.Add(a, b, y);
+
+        public void Softcap(ReadOnlySpan<float> x, float cap, Span<float> y) => inner.Softcap(x, cap, y);
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
+
+        public void Attention(in AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<Half> keys, ReadOnlySpan<Half> values, Span<float> output) =>
+            inner.Attention(shape, q, keys, values, output);
     }
 
     private static double Median(double[] values)

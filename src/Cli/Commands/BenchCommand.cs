@@ -2,6 +2,7 @@ using System.CommandLine;
 using OnDeviceLlm.Cli.Bench;
 using OnDeviceLlm.Runtime;
 using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Inference;
 using OnDeviceLlm.Runtime.Quantization;
 
 namespace OnDeviceLlm.Cli.Commands;
@@ -23,7 +24,8 @@ internal static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Runs to take the median of.", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout." };
         var backend = new Option<string?>("--backend") { Description = "native (the CPU kernels, default) or cuda (with --synthetic)." };
-        var command = new Command("bench", "Measure prefill and decode speed on the CPU or a CUDA GPU.") { model, synthetic, quant, promptTokens, genTokens, threads, repeats, json, backend };
+        var kvCache = new Option<string?>("--kv-cache") { Description = "KV cache element type on the CPU: auto (default: f32 for f32 models, else f16), f32 or f16." };
+        var command = new Command("bench", "Measure prefill and decode speed on the CPU or a CUDA GPU.") { model, synthetic, quant, promptTokens, genTokens, threads, repeats, json, backend, kvCache };
         command.SetAction(parse => CliRunner.Run(() =>
         {
             string? path = parse.GetValue(model), shape = parse.GetValue(synthetic), quantName = parse.GetValue(quant);
@@ -33,7 +35,7 @@ internal static class BenchCommand
                     quantName ?? "q4", parse.GetValue(promptTokens), parse.GetValue(genTokens), parse.GetValue(json));
             if (parse.GetValue(repeats) < 1) throw new ArgumentException("--repeats must be at least 1.");
             if (parse.GetValue(threads) < 0) throw new ArgumentException("--threads must not be negative.");
-            var options = new LoadOptions { Backend = KernelBackend.Native, Threads = parse.GetValue(threads) };
+            var options = new LoadOptions { Backend = KernelBackend.Native, Threads = parse.GetValue(threads), KvCacheType = ParseKvCache(parse.GetValue(kvCache)) };
             string label = path ?? shape!;
             if (shape is not null)
             {
@@ -68,6 +70,9 @@ internal static class BenchCommand
                     w.WriteNumber("read_bandwidth_gbs", Math.Round(r.ReadBandwidthGbs, 2));
                     w.WriteNumber("decode_roofline_ratio", Math.Round(r.DecodeRooflineRatio, 3));
                     w.WriteNumber("decode_matmul_share", Math.Round(r.DecodeMatMulShare, 3));
+                    if (r.ManagedOverheadFraction is { } managed) w.WriteNumber("managed_overhead_fraction", Math.Round(managed, 4));
+                    w.WriteString("kv_cache_type", r.KvCacheType.ToString().ToLowerInvariant());
+                    w.WriteNumber("kv_cache_bytes", r.KvCacheBytes);
                 });
             }
             else
@@ -75,10 +80,20 @@ internal static class BenchCommand
                 Console.WriteLine($"{r.Model} {r.Quant}, {r.Kernels}: open {r.OpenMs:F0} ms; prefill {r.PrefillTokS:F1} tok/s "
                     + $"({r.PromptTokens} tokens, TTFT {r.TtftMs:F0} ms); decode {r.DecodeTokS:F2} tok/s ({r.GenTokens} tokens), "
                     + $"{r.DecodeRooflineRatio:P0} of the {r.ReadBandwidthGbs:F1} GB/s read roofline ({r.WeightBytesPerToken / 1e6:F0} MB/token); "
-                    + $"{r.DecodeMatMulShare:P0} of decode in matmul; peak RSS {r.PeakRssBytes / 1e6:F0} MB for a {r.FileBytes / 1e6:F0} MB file");
+                    + $"{r.DecodeMatMulShare:P0} of decode in matmul"
+                    + (r.ManagedOverheadFraction is { } managed ? $", {managed:P1} outside native calls" : "")
+                    + $"; {r.KvCacheType} KV cache {r.KvCacheBytes / 1e6:F0} MB; peak RSS {r.PeakRssBytes / 1e6:F0} MB for a {r.FileBytes / 1e6:F0} MB file");
             }
             return 0;
         }));
         return command;
     }
+
+    private static KvCacheType ParseKvCache(string? name) => name?.ToLowerInvariant() switch
+    {
+        null or "auto" => KvCacheType.Auto,
+        "f32" => KvCacheType.F32,
+        "f16" => KvCacheType.F16,
+        _ => throw new ArgumentException($"--kv-cache must be auto, f32 or f16, not \"{name}\"."),
+    };
 }

@@ -25,6 +25,7 @@ internal static class InfoCommand
                 {
                     w.WriteString("source", model.Source);
                     w.WriteString("architecture", c.Architecture);
+                    w.WriteString("format", file.Format);
                     w.WriteNumber("format_version", file.FormatVersion);
                     w.WriteString("quantization", file.Provenance.Quantization);
                     w.WriteNumber("vocab_size", c.VocabSize);

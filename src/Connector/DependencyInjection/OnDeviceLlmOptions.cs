@@ -22,6 +22,8 @@ public sealed class OnDeviceLlmOptions
     public KernelBackend Backend { get; set; } = KernelBackend.Auto;
     /// <summary>Weight storage for a Hugging Face folder converted on load (f32, f16, bf16, int8, q8, q4, mixed); ignored for model files.</summary>
     public string? Quantization { get; set; }
+    /// <summary>KV cache element type on the CPU (Auto, F32, F16; see <see cref="LoadOptions.KvCacheType"/>).</summary>
+    public KvCacheType KvCacheType { get; set; } = KvCacheType.Auto;
     /// <summary>KV cache positions (prompt plus answer); null = the model's context length.</summary>
     public int? ContextLength { get; set; }
     /// <summary>Answer length limit when a request sets none; null = until EOS or the context is full.</summary>
@@ -42,6 +44,7 @@ public sealed class OnDeviceLlmOptions
         Threads = Threads,
         Backend = Backend,
         Quantization = Quantization is null ? QuantizationScheme.Source : QuantizationScheme.Parse(Quantization),
+        KvCacheType = KvCacheType,
     };
 
     internal OnDeviceChatClientOptions ToClientOptions()

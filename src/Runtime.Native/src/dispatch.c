@@ -48,6 +48,26 @@ int odllm_cpu_has_avx_vnni(void) {
 #endif
 }
 
+/*
+ * AVX-512 F, BW, VL and VNNI (cpuid leaf 7: EBX bits 16, 30, 31; ECX bit 11), and an OS that saves the opmask and
+ * both halves of all 32 ZMM registers (XCR0 bits 5, 6, 7) besides SSE/AVX state (bits 1, 2).
+ */
+int odllm_cpu_has_avx512_vnni(void) {
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+    if (!odllm_cpu_has_avx2()) return 0;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned f = 1u << 16, bw = 1u << 30, vl = 1u << 31;
+    if ((b & (f | bw | vl)) != (f | bw | vl) || !(c & (1u << 11))) return 0;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    return (xcr0_lo & 0xE6u) == 0xE6u;
+#else
+    return 0;
+#endif
+}
+
 int odllm_cpu_has_neon(void) {
 #if defined(ODLLM_HAVE_NEON) && defined(__linux__)
     return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
@@ -62,6 +82,15 @@ int odllm_cpu_has_neon(void) {
 int odllm_cpu_has_dotprod(void) {
 #if defined(ODLLM_HAVE_NEON) && defined(__linux__)
     return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+
+/* The smmla/ummla instructions (Armv8.6 I8MM); Linux reports them in the second hwcap word. */
+int odllm_cpu_has_i8mm(void) {
+#if defined(ODLLM_HAVE_I8MM) && defined(__linux__) && defined(HWCAP2_I8MM)
+    return odllm_cpu_has_dotprod() && (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
 #else
     return 0;
 #endif

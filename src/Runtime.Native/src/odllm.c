@@ -41,6 +41,7 @@ const char * odllm_status_string(int32_t status) {
     case ODLLM_ERR_UNSUPPORTED_ISA: return "The requested instruction set is not available on this CPU or in this build.";
     case ODLLM_ERR_OUT_OF_MEMORY: return "Out of memory.";
     case ODLLM_ERR_THREAD: return "A worker thread could not be started.";
+    case ODLLM_ERR_INVALID_ARGUMENT: return "An enum value is out of range, or a float parameter is NaN, infinite or out of range.";
     default: return "Unknown odllm status code.";
     }
 }
@@ -53,11 +54,17 @@ odllm_context_params odllm_context_default_params(void) {
 static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     switch (isa) {
     case ODLLM_ISA_BEST:
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+        if (odllm_cpu_has_avx512_vnni()) { *out = &odllm_kernels_avx512_vnni; return ODLLM_OK; }
+#endif
 #if defined(ODLLM_HAVE_AVX_VNNI)
         if (odllm_cpu_has_avx_vnni()) { *out = &odllm_kernels_avx2_vnni; return ODLLM_OK; }
 #endif
 #if defined(ODLLM_HAVE_AVX2)
         if (odllm_cpu_has_avx2()) { *out = &odllm_kernels_avx2; return ODLLM_OK; }
+#endif
+#if defined(ODLLM_HAVE_I8MM)
+        if (odllm_cpu_has_i8mm()) { *out = &odllm_kernels_neon_i8mm; return ODLLM_OK; }
 #endif
 #if defined(ODLLM_HAVE_NEON)
         if (odllm_cpu_has_dotprod()) { *out = &odllm_kernels_neon_dotprod; return ODLLM_OK; }
@@ -80,6 +87,12 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
         *out = &odllm_kernels_avx2_vnni;
         return ODLLM_OK;
 #endif
+#if defined(ODLLM_HAVE_AVX512_VNNI)
+    case ODLLM_ISA_AVX512_VNNI:
+        if (!odllm_cpu_has_avx512_vnni()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_avx512_vnni;
+        return ODLLM_OK;
+#endif
 #if defined(ODLLM_HAVE_NEON)
     case ODLLM_ISA_NEON:
         if (!odllm_cpu_has_neon()) return ODLLM_ERR_UNSUPPORTED_ISA;
@@ -88,6 +101,12 @@ static int select_kernels(int32_t isa, const odllm_kernel_table ** out) {
     case ODLLM_ISA_NEON_DOTPROD:
         if (!odllm_cpu_has_dotprod()) return ODLLM_ERR_UNSUPPORTED_ISA;
         *out = &odllm_kernels_neon_dotprod;
+        return ODLLM_OK;
+#endif
+#if defined(ODLLM_HAVE_I8MM)
+    case ODLLM_ISA_NEON_I8MM:
+        if (!odllm_cpu_has_i8mm()) return ODLLM_ERR_UNSUPPORTED_ISA;
+        *out = &odllm_kernels_neon_i8mm;
         return ODLLM_OK;
 #endif
     default:
@@ -135,6 +154,15 @@ void odllm_context_free(odllm_context * ctx) {
 const char * odllm_context_backend(const odllm_context * ctx) { return ctx ? ctx->kernels->name : ""; }
 
 int32_t odllm_context_n_threads(const odllm_context * ctx) { return ctx ? ctx->n_threads : 0; }
+
+const odllm_kernel_table * odllm_context_lock(odllm_context * ctx, odllm_pool ** pool, int * n_threads) {
+    pthread_mutex_lock(&ctx->call_mutex);
+    *pool = ctx->pool;
+    *n_threads = ctx->n_threads;
+    return ctx->kernels;
+}
+
+void odllm_context_unlock(odllm_context * ctx) { pthread_mutex_unlock(&ctx->call_mutex); }
 
 int32_t odllm_matmul_supports_type(int32_t w_type) {
     return w_type >= ODLLM_TYPE_F32 && w_type <= ODLLM_TYPE_Q4_0;
@@ -198,8 +226,10 @@ static void matmul_slice(void * arg, int ith, int nth) {
         if (chunk < 2) chunk = 2;
         const int64_t nb = k / ODLLM_QK;
         const uint8_t * w8 = job->w;
-        for (int64_t i0 = 0; i0 < m; i0 += chunk) {
-            const int64_t mc = m - i0 < chunk ? m - i0 : chunk;
+        for (int64_t i0 = 0; i0 < m; ) {
+            int64_t mc = m - i0 < chunk ? m - i0 : chunk;
+            /* No chunk of one row after others: a kernel may treat m = 1 (decode) differently (neon-i8mm does). */
+            if (m - i0 - mc == 1) mc++;
             const int8_t * xq = job->xq + i0 * k;
             const float * xd = job->xd + i0 * nb;
             float * y = job->y + i0 * n + j0;
@@ -215,6 +245,7 @@ static void matmul_slice(void * arg, int ith, int nth) {
                 kt->gemm_i8(xq, xd, mc, (const int8_t *)w8 + j0 * k, w8 + n * k + j0 * 4, rows, k, y, n);
                 break;
             }
+            i0 += mc;
         }
         return;
     }
@@ -310,3 +341,18 @@ int32_t odllm_matmul(odllm_context * ctx, const float * x, int64_t m, int64_t k,
     pthread_mutex_unlock(&ctx->call_mutex);
     return ODLLM_OK;
 }
+
+/* ---- Context access for operators in other files (attention.c) ---- */
+
+int odllm_context_begin(odllm_context * ctx, size_t scratch_floats, odllm_op * op) {
+    pthread_mutex_lock(&ctx->call_mutex);
+    int status = ensure_scratch(ctx, scratch_floats);
+    if (status != ODLLM_OK) {
+        pthread_mutex_unlock(&ctx->call_mutex);
+        return status;
+    }
+    *op = (odllm_op){ .kernels = ctx->kernels, .pool = ctx->pool, .n_threads = ctx->n_threads, .scratch = ctx->scratch };
+    return ODLLM_OK;
+}
+
+void odllm_context_end(odllm_context * ctx) { pthread_mutex_unlock(&ctx->call_mutex); }

@@ -7,7 +7,7 @@ using OnDeviceLlm.Runtime.Model;
 namespace OnDeviceLlm.Runtime.Compute;
 
 /// <summary>Portable kernels over System.Numerics.Tensors; used when the native library cannot load.</summary>
-public sealed class ManagedKernels : IKernels
+public sealed partial class ManagedKernels : IKernels
 {
     public static readonly ManagedKernels Instance = new();
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using OnDeviceLlm.Runtime.Model;
@@ -19,6 +20,10 @@ public enum NativeIsa
     NeonDotprod = 4,
     /// <summary>x86-64 AVX2 + FMA + F16C with AVX-VNNI (vpdpbusd).</summary>
     Avx2Vnni = 5,
+    /// <summary>x86-64 AVX2 + FMA + F16C with AVX-512 F/BW/VL and AVX512-VNNI (vpdpbusd on 512-bit registers).</summary>
+    Avx512Vnni = 6,
+    /// <summary>AArch64 Advanced SIMD with dotprod and I8MM (smmla for prefill).</summary>
+    NeonI8mm = 7,
 }
 
 /// <summary>A native kernel call failed; <see cref="Status"/> is the odllm_status code.</summary>
@@ -33,7 +38,7 @@ public sealed class NativeKernelException : OnDeviceLlmException
 /// persistent thread pool: dispose it when done. Calls on one instance are serialized by the
 /// library. Weight types the library does not implement yet run on <see cref="ManagedKernels"/>.
 /// </summary>
-public sealed class NativeKernels : IKernels, IDisposable
+public sealed partial class NativeKernels : IKernels, IDisposable
 {
     private readonly ContextHandle _context;
     private readonly bool[] _nativeTypes;
@@ -51,7 +56,7 @@ public sealed class NativeKernels : IKernels, IDisposable
 
     public string Name { get; }
 
-    /// <summary>The kernel set the library chose: "avx2-vnni", "avx2", "neon-dotprod", "neon" or "scalar".</summary>
+    /// <summary>The kernel set the library chose: "avx512-vnni", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar".</summary>
     public string Backend { get; }
 
     /// <summary>Threads per operator, the calling thread included.</summary>
@@ -123,10 +128,12 @@ public sealed class NativeKernels : IKernels, IDisposable
         if (w.Data == 0 || w.ByteLength < needed)
             throw new ArgumentException($"Tensor '{w.Name}' holds {w.ByteLength} bytes at 0x{w.Data:x} but a {n}×{k} {w.Type} matrix needs {needed}.", nameof(w));
 
+        long started = StartTiming();
         int status;
         fixed (float* px = x)
         fixed (float* py = y)
             status = NativeMethods.odllm_matmul(_context, px, m, k, w.Data, (int)w.Type, n, py);
+        if (started != 0) Interlocked.Add(ref _nativeTicks, Stopwatch.GetTimestamp() - started);
         if (status != NativeMethods.StatusOk)
             throw new NativeKernelException(status,
                 $"The native matmul failed for tensor '{w.Name}' ({w.Type} [{n}, {k}], {m} input rows): {NativeMethods.StatusString(status)}");

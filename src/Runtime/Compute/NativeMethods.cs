@@ -13,7 +13,7 @@ internal static partial class NativeMethods
     internal const string LibraryName = "odllm";
 
     /// <summary>ODLLM_ABI_VERSION of the header these declarations mirror.</summary>
-    internal const int AbiVersion = 1;
+    internal const int AbiVersion = 3;
 
     internal const int StatusOk = 0;
 

@@ -11,7 +11,7 @@ namespace OnDeviceLlm.Runtime.Format;
 /// <see cref="ModelTensor.Data"/> points into the mapping, so opening costs no weight reads and the pages come
 /// from the OS page cache on first use. Tensors stay valid until <see cref="Dispose"/>.
 /// </summary>
-public sealed unsafe class ModelFile : ITensorSource, IDisposable
+public sealed unsafe class ModelFile : IModelSource
 {
     private readonly MappedFile _file;
     private readonly byte* _base;
@@ -29,6 +29,7 @@ public sealed unsafe class ModelFile : ITensorSource, IDisposable
 
     public string Path { get; }
     public long FileSize { get; }
+    public string Format => "odlm";
     public int FormatVersion { get { ThrowIfDisposed(); return (int)_header.FormatVersion; } }
     public ModelConfig Config { get { ThrowIfDisposed(); return _header.Config; } }
     public SpecialTokens Special { get { ThrowIfDisposed(); return _header.Special; } }

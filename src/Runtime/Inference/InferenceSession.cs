@@ -27,10 +27,12 @@ public interface IForwardPass : IDisposable
 public sealed class InferenceSession : IDisposable
 {
     private readonly IForwardPass _pass;
+    internal IForwardPass Pass => _pass;
     private readonly float[] _logits;
 
-    public InferenceSession(Transformer transformer, int? contextLength = null)
-        : this(new CpuForwardPass(transformer, contextLength)) { }
+    /// <summary>A CPU session; <paramref name="kvCacheType"/> Auto picks the transformer's <see cref="Transformer.DefaultKvCacheType"/>.</summary>
+    public InferenceSession(Transformer transformer, int? contextLength = null, KvCacheType kvCacheType = KvCacheType.Auto)
+        : this(new CpuForwardPass(transformer, contextLength, kvCacheType)) { }
 
     public InferenceSession(IForwardPass pass)
     {
@@ -98,17 +100,18 @@ internal sealed class CpuForwardPass : IForwardPass
 {
     private readonly Transformer _transformer;
     private readonly KvCache _cache;
-    private readonly ForwardScratch _scratch;
+    private readonly ForwardScratch _decodeScratch;
 
-    public CpuForwardPass(Transformer transformer, int? contextLength)
+    public CpuForwardPass(Transformer transformer, int? contextLength, KvCacheType kvCacheType)
     {
         var c = transformer.Config;
         int capacity = contextLength ?? c.ContextLength;
         if (capacity <= 0 || capacity > c.ContextLength)
             throw new ArgumentOutOfRangeException(nameof(contextLength), $"The context length must be between 1 and the model's {c.ContextLength}.");
         _transformer = transformer;
-        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim);
-        _scratch = new ForwardScratch(c, capacity);
+        var type = kvCacheType == KvCacheType.Auto ? transformer.DefaultKvCacheType : kvCacheType;
+        _cache = new KvCache(c.NumLayers, capacity, c.NumKvHeads * c.HeadDim, type);
+        _decodeScratch = new ForwardScratch(c);
     }
 
     public int Length => _cache.Length;
@@ -122,15 +125,32 @@ internal sealed class CpuForwardPass : IForwardPass
 
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits)
     {
-        int vocab = VocabSize;
-        bool everyPosition = logits.Length >= (long)tokens.Length * vocab && tokens.Length > 1;
-        for (int start = 0; start < tokens.Length; start += PrefillChunk)
+        if (tokens.Length == 1)
         {
-            int count = Math.Min(PrefillChunk, tokens.Length - start);
-            var chunkLogits = everyPosition ? logits.Slice(start * vocab, count * vocab) : logits[..vocab];
-            _transformer.Forward(tokens.Slice(start, count), _cache, _scratch, chunkLogits);
+            _transformer.Forward(tokens, _cache, _decodeScratch, logits[..VocabSize]);
+            return;
+        }
+        // Prompt-sized buffers are borrowed for the prefill only, so a session waiting between turns holds one row's.
+        var scratch = _transformer.RentPrefillScratch();
+        try
+        {
+            int vocab = VocabSize;
+            bool everyPosition = logits.Length >= (long)tokens.Length * vocab;
+            for (int start = 0; start < tokens.Length; start += PrefillChunk)
+            {
+                int count = Math.Min(PrefillChunk, tokens.Length - start);
+                var chunkLogits = everyPosition ? logits.Slice(start * vocab, count * vocab) : logits[..vocab];
+                _transformer.Forward(tokens.Slice(start, count), _cache, scratch, chunkLogits);
+            }
+        }
+        finally
+        {
+            _transformer.ReturnPrefillScratch(scratch);
         }
     }
+
+    /// <summary>Rows the session's own (decode) buffers hold: 1 once it has decoded, whatever its prompts' lengths.</summary>
+    internal int DecodeScratchRows => _decodeScratch.Rows;
     public void Truncate(int length) => _cache.Truncate(length);
     public void Dispose() { }
 }

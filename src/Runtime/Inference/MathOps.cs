@@ -1,77 +1,134 @@
-using System.Numerics.Tensors;
 using OnDeviceLlm.Runtime.Model;
 
 namespace OnDeviceLlm.Runtime.Inference;
 
-/// <summary>The element-wise building blocks of the forward pass, in f32 as transformers computes them.</summary>
+/// <summary>
+/// The element-wise and row-wise building blocks of the forward pass, in the float contract that the native
+/// kernels follow (src/Runtime.Native/src/kernels.h): the same operations in the same order, with MathF.FusedMultiplyAdd
+/// where the contract fuses, so that managed and native passes return the same bits. A quantized model's next
+/// activations are a step function of these outputs; backends that differed in the last ulp would drift apart.
+/// </summary>
 internal static class MathOps
 {
-    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float eps, bool plusOne, Span<float> y)
+    private const float ExpMin = -87.33654f, ExpMax = 88.3762626647949f;
+    private const float Log2E = 1.44269504088896341f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
+    private const float ExpP0 = 1.9875691500e-4f, ExpP1 = 1.3981999507e-3f, ExpP2 = 8.3334519073e-3f;
+    private const float ExpP3 = 4.1665795894e-2f, ExpP4 = 1.6666665459e-1f, ExpP5 = 5.0000001201e-1f;
+    private const float TanhSmall = 0.625f;
+    private const float TanhP0 = -5.70498872745e-3f, TanhP1 = 2.06390887954e-2f, TanhP2 = -5.37397155531e-2f;
+    private const float TanhP3 = 1.33314422036e-1f, TanhP4 = -3.33332819422e-1f;
+    private const float Sqrt2OverPi = 0.7978845608028654f, GeluCubic = 0.044715f, SqrtHalf = 0.70710678118654752f;
+    private const float ErfcP0 = 0.17087277f, ErfcP1 = -0.82215223f, ErfcP2 = 1.48851587f, ErfcP3 = -1.13520398f;
+    private const float ErfcP4 = 0.27886807f, ErfcP5 = -0.18628806f, ErfcP6 = 0.09678418f, ErfcP7 = 0.37409196f;
+    private const float ErfcP8 = 1.00002368f, ErfcP9 = -1.26551223f;
+
+    /// <summary>The contract's row sum: 8 lanes over the row zero-padded to a multiple of 8, reduced in a fixed order.</summary>
+    private static float SumRow(ReadOnlySpan<float> x, bool squares, float shift)
     {
-        float meanSquare = TensorPrimitives.SumOfSquares(x) / x.Length;
-        float inv = 1f / MathF.Sqrt(meanSquare + eps);
-        for (int i = 0; i < x.Length; i++) y[i] = x[i] * inv * (plusOne ? 1f + w[i] : w[i]);
+        Span<float> acc = stackalloc float[8];
+        acc.Clear();
+        for (int i = 0; i < x.Length; i += 8)
+            for (int l = 0; l < 8; l++)
+            {
+                bool inRow = i + l < x.Length;
+                if (squares)
+                {
+                    float d = inRow ? x[i + l] - shift : 0f;
+                    acc[l] = MathF.FusedMultiplyAdd(d, d, acc[l]);
+                }
+                else
+                {
+                    acc[l] = acc[l] + (inRow ? x[i + l] : 0f);
+                }
+            }
+        return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     }
 
+    /// <summary>y = x · 1/sqrt(mean(x²) + eps) · (weightOffset + w); Gemma's (1 + w) is offset 1.</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float eps, float weightOffset, Span<float> y)
+    {
+        float inv = 1f / MathF.Sqrt(SumRow(x, squares: true, 0f) / x.Length + eps);
+        for (int i = 0; i < x.Length; i++) y[i] = (x[i] * inv) * (weightOffset + w[i]);
+    }
+
+    /// <summary>y = (x − mean) · 1/sqrt(variance + eps) · w + b; an empty bias adds nothing.</summary>
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y)
     {
-        float mean = TensorPrimitives.Sum(x) / x.Length;
-        float variance = 0;
-        for (int i = 0; i < x.Length; i++) { float d = x[i] - mean; variance += d * d; }
-        variance /= x.Length;
-        float inv = 1f / MathF.Sqrt(variance + eps);
-        for (int i = 0; i < x.Length; i++) y[i] = (x[i] - mean) * inv * w[i] + (b.IsEmpty ? 0f : b[i]);
-    }
-
-    public static void Norm(NormKind kind, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> y)
-    {
-        switch (kind)
+        float mean = SumRow(x, squares: false, 0f) / x.Length;
+        float inv = 1f / MathF.Sqrt(SumRow(x, squares: true, mean) / x.Length + eps);
+        for (int i = 0; i < x.Length; i++)
         {
-            case NormKind.RmsNorm: RmsNorm(x, w, eps, plusOne: false, y); break;
-            case NormKind.RmsNormPlusOne: RmsNorm(x, w, eps, plusOne: true, y); break;
-            default: LayerNorm(x, w, b, eps, y); break;
+            float v = ((x[i] - mean) * inv) * w[i];
+            y[i] = b.IsEmpty ? v : v + b[i];
         }
     }
 
     public static float Activate(Activation activation, float x) => activation switch
     {
-        Activation.Silu => x / (1f + MathF.Exp(-x)),
-        Activation.GeluTanh => 0.5f * x * (1f + MathF.Tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))),
-        _ => (float)(0.5 * x * (1.0 + Erf(x / Math.Sqrt(2.0)))),
+        Activation.Silu => x / (1f + Exp(-x)),
+        // 0.5·x·(1 + tanh u) as x / (1 + e^−2u): the same function without 1 + tanh's cancellation for x < 0.
+        Activation.GeluTanh => x / (1f + Exp(-2f * (Sqrt2OverPi * MathF.FusedMultiplyAdd(GeluCubic, (x * x) * x, x)))),
+        _ => GeluErf(x),
     };
 
-    /// <summary>erf to ~1e-15 (W. J. Cody's rational approximations); .NET has no Math.Erf.</summary>
-    public static double Erf(double x)
+    /// <summary>x·Φ(x) with Φ(x) = erfc(−x/√2)/2 and Numerical Recipes' erfc (relative error below 1.2e-7).</summary>
+    private static float GeluErf(float x)
     {
-        double ax = Math.Abs(x);
-        if (ax < 0.5)
-        {
-            double t = x * x;
-            double top = (((0.185777706184603153 * t + 3.16112374387056560) * t + 113.864154151050156) * t + 377.485237685302021) * t + 3209.37758913846947;
-            double bottom = (((t + 23.6012909523441209) * t + 244.024637934444173) * t + 1282.61652607737228) * t + 2844.23683343917062;
-            return x * top / bottom;
-        }
-        double erfc;
-        if (ax < 4.0)
-        {
-            double top = (((((((5.64188496988670089e-1 * ax + 8.88314979438837594) * ax + 66.1191906371416295) * ax + 298.635138197400131) * ax
-                + 881.952221241769090) * ax + 1712.04761263407058) * ax + 2051.07837782607147) * ax + 1230.33935479799725);
-            double bottom = (((((((ax + 15.7449261107098347) * ax + 117.693950891312499) * ax + 537.181101862009858) * ax
-                + 1621.38957456669019) * ax + 3290.79923573345963) * ax + 4362.61909014324716) * ax + 3439.36767414372164) * ax + 1230.33935480374942;
-            erfc = Math.Exp(-ax * ax) * top / bottom;
-        }
-        else
-        {
-            double z = 1.0 / (ax * ax);
-            double top = ((((1.63153871373020978e-2 * z + 3.05326634961232344e-1) * z + 3.60344899949804439e-1) * z + 1.25781726111229246e-1) * z + 1.60837851487422766e-2) * z + 6.58749161529837803e-4;
-            double bottom = ((((z + 2.56852019228982242) * z + 1.87295284992346725) * z + 5.27905102951428412e-1) * z + 6.05183413124413191e-2) * z + 2.33520497626869185e-3;
-            erfc = Math.Exp(-ax * ax) / ax * (0.564189583547756287 - z * top / bottom);
-        }
-        double r = 1.0 - erfc;
-        return x < 0 ? -r : r;
+        float z = MathF.Abs(x) * SqrtHalf;
+        float t = 1f / MathF.FusedMultiplyAdd(0.5f, z, 1f);
+        float p = ErfcP0;
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP1);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP2);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP3);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP4);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP5);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP6);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP7);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP8);
+        p = MathF.FusedMultiplyAdd(p, t, ErfcP9);
+        float halfErfc = 0.5f * (t * Exp(MathF.FusedMultiplyAdd(-z, z, p)));
+        return x * (x < 0f ? halfErfc : 1f - halfErfc);
     }
 
-    /// <summary>Rotates the first rotaryDim dims of one head by the "rotate_half" (NeoX) convention.</summary>
+    /// <summary>e^x by Cephes' expf polynomial: +inf above 88.376, the input clamped below at −87.34, NaN kept.</summary>
+    public static float Exp(float x)
+    {
+        if (x > ExpMax) return float.PositiveInfinity;
+        if (float.IsNaN(x)) return x;
+        x = Math.Clamp(x, ExpMin, ExpMax);
+        float n = MathF.Round(x * Log2E);
+        float r = MathF.FusedMultiplyAdd(-n, Ln2Hi, x);
+        r = MathF.FusedMultiplyAdd(-n, Ln2Lo, r);
+        float p = ExpP0;
+        p = MathF.FusedMultiplyAdd(p, r, ExpP1);
+        p = MathF.FusedMultiplyAdd(p, r, ExpP2);
+        p = MathF.FusedMultiplyAdd(p, r, ExpP3);
+        p = MathF.FusedMultiplyAdd(p, r, ExpP4);
+        p = MathF.FusedMultiplyAdd(p, r, ExpP5);
+        p = MathF.FusedMultiplyAdd(p, r * r, r);
+        p = p + 1f;
+        return p * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+    }
+
+    /// <summary>tanh: Cephes' odd polynomial below 0.625, else 1 − 2/(e^2|x| + 1) with x's sign.</summary>
+    public static float Tanh(float x)
+    {
+        float ax = MathF.Abs(x);
+        if (ax < TanhSmall)
+        {
+            float z = x * x;
+            float p = TanhP0;
+            p = MathF.FusedMultiplyAdd(p, z, TanhP1);
+            p = MathF.FusedMultiplyAdd(p, z, TanhP2);
+            p = MathF.FusedMultiplyAdd(p, z, TanhP3);
+            p = MathF.FusedMultiplyAdd(p, z, TanhP4);
+            return MathF.FusedMultiplyAdd(p * z, x, x);
+        }
+        float e = Exp(ax + ax);
+        return MathF.CopySign(1f - 2f / (e + 1f), x);
+    }
+
+    /// <summary>Rotates pairs (i, i + half) of one head, half = cos.Length: the "rotate_half" (NeoX) convention.</summary>
     public static void Rope(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
         int half = cos.Length;

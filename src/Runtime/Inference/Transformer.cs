@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Numerics.Tensors;
 using OnDeviceLlm.Runtime.Compute;
 using OnDeviceLlm.Runtime.Model;
@@ -29,6 +30,11 @@ public sealed class Transformer
     private readonly Layer[] _layers;
     private readonly float[] _invFreq;
     private readonly float[]? _alibiSlopes;
+    /// <summary>
+    /// Prompt-sized activation buffers, lent to one prefill at a time: a Gemma-2B chunk of 256 rows needs ~45 MB, which
+    /// sessions kept between turns (the connector's prefix caches) would otherwise each hold on to while they decode.
+    /// </summary>
+    private readonly ConcurrentBag<ForwardScratch> _prefillScratch = [];
 
     public Transformer(ModelConfig config, ITensorSource weights, IKernels kernels)
     {
@@ -103,6 +109,13 @@ public sealed class Transformer
         var gate = s.Gate.AsSpan(0, n * f);
         var ffnOut = s.FfnOut.AsSpan(0, n * h);
 
+        // One cos/sin table for the batch's positions serves every layer.
+        bool rope = _c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0;
+        int half = _invFreq.Length;
+        var cos = s.Cos.AsSpan(0, n * half);
+        var sin = s.Sin.AsSpan(0, n * half);
+        if (rope) _kernels.RopeTables(pos0, n, _invFreq, cos, sin);
+
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
@@ -114,35 +127,38 @@ public sealed class Transformer
             Linear(xn, n, w.Wv, w.Bv, val);
             if (w.QNorm is not null) HeadNorm(q, w.QNorm, n, _c.NumHeads);
             if (w.KNorm is not null) HeadNorm(k, w.KNorm, n, _c.NumKvHeads);
-            if (_c.Positions == PositionEncoding.Rope && _c.RotaryDim > 0) ApplyRope(q, k, n, pos0, s);
-            k.CopyTo(cache.Keys(l).Slice(pos0 * kvDim, n * kvDim));
-            val.CopyTo(cache.Values(l).Slice(pos0 * kvDim, n * kvDim));
-            Attend(l, q, cache, pos0, n, att, s);
+            if (rope)
+            {
+                _kernels.Rope(q, n, _c.NumHeads, d, _c.RotaryDim, cos, sin);
+                _kernels.Rope(k, n, _c.NumKvHeads, d, _c.RotaryDim, cos, sin);
+            }
+            cache.Store(l, pos0, k, val);
+            Attend(l, q, cache, pos0, n, att);
             Linear(att, n, w.Wo, w.Bo, attOut);
 
             // Feed-forward and residual, by block layout.
             switch (_c.Layout)
             {
                 case BlockLayout.Sequential:
-                    TensorPrimitives.Add(x, attOut, x);
+                    _kernels.Add(x, attOut, x);
                     NormRows(x, w.FfnNorm!, w.FfnNormBias, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(x, ffnOut, x);
                     break;
                 case BlockLayout.Parallel:
                     // One shared norm (Falcon-7B, Phi-2, StableLM parallel residual) or a separate MLP norm (Falcon-40B).
                     if (w.FfnNorm is not null) NormRows(x, w.FfnNorm, w.FfnNormBias, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
-                    TensorPrimitives.Add(ffnOut, attOut, ffnOut);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(ffnOut, attOut, ffnOut);
+                    _kernels.Add(x, ffnOut, x);
                     break;
                 case BlockLayout.Sandwich:
                     NormRows(attOut, w.PostAttnNorm!, null, attOut, n);
-                    TensorPrimitives.Add(x, attOut, x);
+                    _kernels.Add(x, attOut, x);
                     NormRows(x, w.FfnNorm!, null, xn, n);
                     FeedForward(w, xn, n, up, gate, ffnOut);
                     NormRows(ffnOut, w.PostFfnNorm!, null, ffnOut, n);
-                    TensorPrimitives.Add(x, ffnOut, x);
+                    _kernels.Add(x, ffnOut, x);
                     break;
             }
         }
@@ -154,27 +170,23 @@ public sealed class Transformer
         NormRows(last, _outputNorm, _outputNormBias, xn, rows);
         var outLogits = logits[..(rows * v)];
         Linear(xn[..(rows * h)], rows, _output, _outputBias, outLogits);
-        if (_c.FinalSoftcap > 0) Softcap(outLogits, _c.FinalSoftcap);
+        if (_c.FinalSoftcap > 0) _kernels.Softcap(outLogits, _c.FinalSoftcap, outLogits);
     }
 
     private void NormRows(ReadOnlySpan<float> x, float[] weight, float[]? bias, Span<float> y, int n)
     {
         int h = _c.HiddenSize;
-        for (int t = 0; t < n; t++)
-            MathOps.Norm(_c.Norm, x.Slice(t * h, h), weight, bias, _c.NormEps, y.Slice(t * h, h));
+        switch (_c.Norm)
+        {
+            case NormKind.RmsNorm: _kernels.RmsNorm(x, n, h, weight, 0f, _c.NormEps, y); break;
+            case NormKind.RmsNormPlusOne: _kernels.RmsNorm(x, n, h, weight, 1f, _c.NormEps, y); break;
+            default: _kernels.LayerNorm(x, n, h, weight, bias, _c.NormEps, y); break;
+        }
     }
 
     /// <summary>Per-head LayerNorm without bias, one weight row per head (StableLM 2).</summary>
-    private void HeadNorm(Span<float> x, float[] weight, int n, int heads)
-    {
-        int d = _c.HeadDim;
-        for (int t = 0; t < n; t++)
-            for (int hd = 0; hd < heads; hd++)
-            {
-                var head = x.Slice((t * heads + hd) * d, d);
-                MathOps.LayerNorm(head, weight.AsSpan(hd * d, d), default, _c.NormEps, head);
-            }
-    }
+    private void HeadNorm(Span<float> x, float[] weight, int n, int heads) =>
+        _kernels.LayerNorm(x, n * heads, _c.HeadDim, weight, default, _c.NormEps, x);
 
     private void Linear(ReadOnlySpan<float> x, int n, ModelTensor w, float[]? bias, Span<float> y)
     {
@@ -184,69 +196,31 @@ public sealed class Transformer
         for (int t = 0; t < n; t++) TensorPrimitives.Add(y.Slice(t * outDim, outDim), bias, y.Slice(t * outDim, outDim));
     }
 
-    private void ApplyRope(Span<float> q, Span<float> k, int n, int pos0, ForwardScratch s)
-    {
-        int d = _c.HeadDim, half = _invFreq.Length;
-        var cos = s.Cos.AsSpan(0, half);
-        var sin = s.Sin.AsSpan(0, half);
-        for (int t = 0; t < n; t++)
-        {
-            float position = pos0 + t;
-            for (int i = 0; i < half; i++)
-            {
-                // The angle is an f32 product in transformers; cos/sin of it are taken at higher precision.
-                float angle = position * _invFreq[i];
-                cos[i] = (float)Math.Cos(angle);
-                sin[i] = (float)Math.Sin(angle);
-            }
-            for (int hd = 0; hd < _c.NumHeads; hd++) MathOps.Rope(q.Slice((t * _c.NumHeads + hd) * d, d), cos, sin);
-            for (int hd = 0; hd < _c.NumKvHeads; hd++) MathOps.Rope(k.Slice((t * _c.NumKvHeads + hd) * d, d), cos, sin);
-        }
-    }
+    /// <summary>Activation buffers for a prefill, from the pool; give them back with <see cref="ReturnPrefillScratch"/>.</summary>
+    internal ForwardScratch RentPrefillScratch() => _prefillScratch.TryTake(out var s) ? s : new ForwardScratch(_c);
+
+    internal void ReturnPrefillScratch(ForwardScratch s) => _prefillScratch.Add(s);
+
+    /// <summary>Prefill buffers waiting in the pool: one per prefill that ran at the same time as another.</summary>
+    internal int PooledPrefillScratches => _prefillScratch.Count;
+
+    /// <summary>The cache element type <see cref="KvCacheType.Auto"/> means for this model's weights.</summary>
+    public KvCacheType DefaultKvCacheType => KvCache.Resolve(KvCacheType.Auto, _layers[0].Wq.Type);
 
     /// <summary>Causal attention of n queries at positions pos0… over the cache, sliding window and ALiBi aware.</summary>
-    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output, ForwardScratch s)
+    private void Attend(int layer, ReadOnlySpan<float> q, KvCache cache, int pos0, int n, Span<float> output)
     {
-        int d = _c.HeadDim, heads = _c.NumHeads, kvHeads = _c.NumKvHeads, kvDim = kvHeads * d;
-        int group = heads / kvHeads;
-        var keys = cache.Keys(layer);
-        var values = cache.Values(layer);
-        bool sliding = _c.IsSlidingLayer(layer);
-        float scale = _c.AttentionScale, cap = _c.AttentionSoftcap;
-
-        for (int t = 0; t < n; t++)
+        var shape = new AttentionShape
         {
-            int pos = pos0 + t;
-            // Key j is visible from query pos when pos − window < j ≤ pos.
-            int firstKey = sliding ? Math.Max(0, pos - _c.SlidingWindow + 1) : 0;
-            int count = pos - firstKey + 1;
-            var scores = s.Scores.AsSpan(0, count);
-            for (int hd = 0; hd < heads; hd++)
-            {
-                var qh = q.Slice((t * heads + hd) * d, d);
-                int g = hd / group;
-                float slope = _alibiSlopes?[hd] ?? 0f;
-                for (int j = 0; j < count; j++)
-                {
-                    int key = firstKey + j;
-                    float dot = TensorPrimitives.Dot(qh, keys.Slice(key * kvDim + g * d, d));
-                    // ALiBi is added to the raw q·k, before scaling (transformers' Falcon).
-                    float score = (dot + slope * key) * scale;
-                    scores[j] = cap > 0 ? cap * MathF.Tanh(score / cap) : score;
-                }
-                // TensorPrimitives.SoftMax does not subtract the maximum: a score above ~88 overflows exp to
-                // infinity and the row becomes NaN (stories260K does this on ordinary prompts), so shift first.
-                TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
-                TensorPrimitives.SoftMax(scores, scores);
-                var oh = output.Slice((t * heads + hd) * d, d);
-                oh.Clear();
-                for (int j = 0; j < count; j++)
-                {
-                    var vj = values.Slice((firstKey + j) * kvDim + g * d, d);
-                    TensorPrimitives.MultiplyAdd(vj, scores[j], oh, oh);
-                }
-            }
-        }
+            Queries = n, Position0 = pos0, Heads = _c.NumHeads, KvHeads = _c.NumKvHeads, HeadDim = _c.HeadDim,
+            Scale = _c.AttentionScale, Softcap = Math.Max(0f, _c.AttentionSoftcap),
+            Window = _c.IsSlidingLayer(layer) ? _c.SlidingWindow : 0, AlibiSlopes = _alibiSlopes,
+        };
+        int used = (pos0 + n) * _c.NumKvHeads * _c.HeadDim;
+        if (cache.ElementType == KvCacheType.F16)
+            _kernels.Attention(shape, q, cache.HalfKeys(layer)[..used], cache.HalfValues(layer)[..used], output);
+        else
+            _kernels.Attention(shape, q, cache.Keys(layer)[..used], cache.Values(layer)[..used], output);
     }
 
     private void FeedForward(Layer w, ReadOnlySpan<float> x, int n, Span<float> up, Span<float> gate, Span<float> output)
@@ -256,18 +230,13 @@ public sealed class Transformer
         if (w.WGate is not null)
         {
             Linear(x, n, w.WGate, null, gate);
-            for (int i = 0; i < up.Length; i++) up[i] *= MathOps.Activate(activation, gate[i]);
+            _kernels.GatedActivate(activation, gate, up, up);
         }
         else
         {
-            for (int i = 0; i < up.Length; i++) up[i] = MathOps.Activate(activation, up[i]);
+            _kernels.Activate(activation, up, up);
         }
         Linear(up, n, w.WDown, w.BDown, output);
-    }
-
-    private static void Softcap(Span<float> x, float cap)
-    {
-        for (int i = 0; i < x.Length; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
     }
 }
 
@@ -275,20 +244,13 @@ public sealed class Transformer
 public sealed class ForwardScratch
 {
     private readonly ModelConfig _c;
-    private readonly int _maxPositions;
 
-    public ForwardScratch(ModelConfig config, int maxPositions)
-    {
-        _c = config;
-        _maxPositions = maxPositions;
-        Scores = new float[maxPositions];
-        Cos = new float[Math.Max(1, config.RotaryDim / 2)];
-        Sin = new float[Cos.Length];
-    }
+    public ForwardScratch(ModelConfig config) => _c = config;
 
     public int Rows { get; private set; }
     public float[] X = [], Normed = [], Q = [], K = [], V = [], Attention = [], AttentionOut = [], Up = [], Gate = [], FfnOut = [];
-    public readonly float[] Scores, Cos, Sin;
+    /// <summary>RoPE's cos/sin of every row's position: rows × RotaryDim/2.</summary>
+    public float[] Cos = [], Sin = [];
 
     public void Ensure(int rows)
     {
@@ -298,6 +260,7 @@ public sealed class ForwardScratch
         Q = new float[rows * q]; Attention = new float[rows * q];
         K = new float[rows * kv]; V = new float[rows * kv];
         Up = new float[rows * f]; Gate = new float[rows * f];
+        Cos = new float[rows * (_c.RotaryDim / 2)]; Sin = new float[rows * (_c.RotaryDim / 2)];
         Rows = rows;
     }
 }

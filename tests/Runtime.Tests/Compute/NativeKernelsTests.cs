@@ -83,6 +83,12 @@ public sealed class NativeKernelsTests
         return data;
     }
 
+    /// <summary>The CPU's feature words from /proc/cpuinfo ("Features" on AArch64): .NET has no I8MM query.</summary>
+    private static string[] LinuxCpuFeatures() => File.Exists("/proc/cpuinfo")
+        ? File.ReadLines("/proc/cpuinfo").Where(l => l.StartsWith("Features", StringComparison.Ordinal))
+            .SelectMany(l => l[(l.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToArray()
+        : [];
+
     [Fact]
     public void DefaultKernelsAreTheNativeLibrary()
     {
@@ -92,8 +98,9 @@ public sealed class NativeKernelsTests
         var native = (NativeKernels)Kernels.Default;
         Assert.Equal("native-" + native.Backend, native.Name);
         Assert.True(native.Threads >= 1);
-        string expected = Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx2-vnni" : "avx2")
-            : Dp.IsSupported ? "neon-dotprod" : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
+        string expected = Avx2.IsSupported && Fma.IsSupported
+            ? (HasAvx512Vnni() ? "avx512-vnni" : AvxVnni.IsSupported ? "avx2-vnni" : "avx2")
+            : Dp.IsSupported ? (LinuxCpuFeatures().Contains("i8mm") ? "neon-i8mm" : "neon-dotprod") : AdvSimd.Arm64.IsSupported ? "neon" : "scalar";
         Assert.Equal(expected, native.Backend);
         Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "runtimes", NativeMethods.HostRid(), "native", NativeMethods.LibraryFileName)),
             "the library is not in the runtimes/<rid>/native layout of the test output");
@@ -129,7 +136,7 @@ public sealed class NativeKernelsTests
         using var simd = CreateNative(threads: 3, NativeIsa.Best);
         using var scalar = CreateNative(threads: 1, NativeIsa.Scalar);
         Assert.Equal("scalar", scalar.Backend);
-        if (Avx2.IsSupported && Fma.IsSupported) Assert.StartsWith("avx2", simd.Backend);
+        if (Avx2.IsSupported && Fma.IsSupported) Assert.Contains(simd.Backend, new[] { "avx2", "avx2-vnni", "avx512-vnni" });
 
         var rng = new Random(7 + (int)type);
         var shapes = type is TensorType.Int8 or TensorType.Q8_0 or TensorType.Q4_0
@@ -210,6 +217,10 @@ public sealed class NativeKernelsTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Kernels.Create(KernelBackend.Native, threads: -1));
         Assert.Throws<ArgumentOutOfRangeException>(() => Kernels.Create((KernelBackend)42));
     }
+
+    /// <summary>AVX-512 F/BW/VL (the runtime's checks include the OS saving ZMM state) with AVX512-VNNI: cpuid leaf 7, ECX bit 11.</summary>
+    private static bool HasAvx512Vnni()
+        => Avx512BW.IsSupported && Avx512F.VL.IsSupported && (X86Base.CpuId(7, 0).Ecx & (1 << 11)) != 0;
 
     private static NativeKernels CreateNative(int threads, NativeIsa isa)
     {

@@ -9,10 +9,19 @@ namespace OnDeviceLlm.Runtime.Tests.Fixtures;
 /// <summary>
 /// Every fixture model against Hugging Face transformers' own numbers: logits within 1e-4, every argmax,
 /// the 16-token greedy continuation — straight from the HF folder (both kernel backends) and through a .odlm file.
+/// These pin the f32 KV cache: transformers computed in f32, and Auto gives bf16 models (gemma-bf16) an f16 cache,
+/// which KvCacheTests judges by agreement instead.
 /// </summary>
 public class FixtureTests
 {
     private const float Tolerance = 1e-4f;
+
+    /// <summary>
+    /// Where batched and one-token matmuls sum in different orders (the bf16 panels of gemma-bf16), a cached key can
+    /// round to the neighbouring f16 value in one of the two runs. Measured on the public fixtures with an f16 cache:
+    /// at most 1.4e-5 (gemma-bf16); the f32-weight fixtures give identical logits.
+    /// </summary>
+    internal const float F16CacheBatchingTolerance = 2e-4f;
 
     public static IEnumerable<object[]> Cases() => FixtureReference.Cases();
 
@@ -20,7 +29,7 @@ public class FixtureTests
     public void HuggingFaceFolder_ManagedKernels_MatchesTransformers(string fixture)
     {
         var r = FixtureReference.Load(fixture);
-        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed });
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed, KvCacheType = KvCacheType.F32 });
         Assert.IsType<ManagedKernels>(model.Kernels);
         AssertMatchesReference(model, r);
     }
@@ -29,7 +38,7 @@ public class FixtureTests
     public void HuggingFaceFolder_NativeKernels_MatchesTransformers(string fixture)
     {
         var r = FixtureReference.Load(fixture);
-        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Native });
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Native, KvCacheType = KvCacheType.F32 });
         Assert.IsType<NativeKernels>(model.Kernels);
         AssertMatchesReference(model, r);
     }
@@ -42,18 +51,21 @@ public class FixtureTests
         try
         {
             ModelConverter.Convert(r.Folder, path, QuantizationScheme.Source);
-            using var model = LanguageModel.Load(path);
+            using var model = LanguageModel.Load(path, new LoadOptions { KvCacheType = KvCacheType.F32 });
             Assert.Equal(Path.GetFullPath(r.Folder), model.File.Provenance.Source);
             AssertMatchesReference(model, r);
         }
         finally { File.Delete(path); }
     }
 
-    [Theory, MemberData(nameof(Cases))]
-    public void PrefillThenDecode_EqualsTokenByTokenDecode(string fixture)
+    public static IEnumerable<object[]> CasesByCacheType() =>
+        FixtureReference.Names().SelectMany(n => new[] { new object[] { n, KvCacheType.F32 }, new object[] { n, KvCacheType.F16 } });
+
+    [Theory, MemberData(nameof(CasesByCacheType))]
+    public void PrefillThenDecode_EqualsTokenByTokenDecode(string fixture, KvCacheType cacheType)
     {
         var r = FixtureReference.Load(fixture);
-        using var model = LanguageModel.Load(r.Folder);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { KvCacheType = cacheType });
         var ids = r.FullSequenceIds;
         int split = r.InputIds.Length, vocab = model.Config.VocabSize;
 
@@ -66,7 +78,7 @@ public class FixtureTests
         for (int i = 0; i < ids.Length; i++)
         {
             var logits = single.Decode(ids[i]);
-            AssertClose(expected.AsSpan(i * vocab, vocab), logits, 1e-5f, $"position {i}");
+            AssertClose(expected.AsSpan(i * vocab, vocab), logits, cacheType == KvCacheType.F32 ? 1e-5f : F16CacheBatchingTolerance, $"position {i}");
         }
     }
 

@@ -1,4 +1,5 @@
 using OnDeviceLlm.Runtime.Compute;
+using OnDeviceLlm.Runtime.Inference;
 using OnDeviceLlm.Runtime.Import.Gguf;
 using OnDeviceLlm.Runtime.Model;
 using OnDeviceLlm.Runtime.Quantization;
@@ -31,7 +32,7 @@ public sealed class GgufExportTests : IDisposable
             Assert.DoesNotContain(file.Tensors, t => t.Name.EndsWith(".attn_k.weight", StringComparison.Ordinal) && file.Architecture == "falcon");
             Assert.NotNull(file.Metadata.String("tokenizer.ggml.model"));
         }
-        using var model = LanguageModel.Load(gguf, new LoadOptions { Backend = KernelBackend.Managed });
+        using var model = LanguageModel.Load(gguf, new LoadOptions { Backend = KernelBackend.Managed, KvCacheType = KvCacheType.F32 });
         FixtureTests.AssertMatchesReference(model, r);
     }
 

@@ -1,38 +1,21 @@
 /*
  * AArch64 Advanced SIMD kernels. Advanced SIMD (with f16 <-> f32 conversion) is mandatory on
  * AArch64, so this file needs no extra target flags. kernels_neon_dotprod.c compiles it again
- * with ODLLM_NEON_DOT=1 and +dotprod, where the integer dot products use sdot.
+ * with ODLLM_NEON_DOT=1 and +dotprod, where the integer dot products use sdot, and kernels_neon_i8mm.c
+ * with ODLLM_NEON_I8MM=1 and +i8mm as well, where prefill's use smmla.
  */
 #ifndef ODLLM_NEON_DOT
 #  define ODLLM_NEON_DOT 0
 #endif
+#ifndef ODLLM_NEON_I8MM
+#  define ODLLM_NEON_I8MM 0
+#endif
 
 #include <arm_neon.h>
+#include <math.h>
 
 #include "../kernels.h"
-
-static inline float32x4_t load_f16x4(const uint16_t * p) {
-    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
-}
-
-static inline float32x4_t load_bf16x4(const uint16_t * p) {
-    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
-}
-
-static float dot_f32(const float * a, const float * b, int64_t k) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
-        s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vld1q_f32(b + i + 8));
-        s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vld1q_f32(b + i + 12));
-    }
-    for (; i + 4 <= k; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < k; i++) sum += a[i] * b[i];
-    return sum;
-}
+#include "simd_neon.h"
 
 /* Two x rows against four w rows: 8 accumulators, 6 loads per 8 FMAs. */
 static void tile_2x4(const float * x, int64_t ldx, const float * w, int64_t ldw, int64_t k,
@@ -88,7 +71,7 @@ static void gemm_f32(const float * x, int64_t ldx, int64_t m, const float * w, i
         if (i < m) tile_1x4(x + i * ldx, wj, ldw, k, y + i * ldy + j);
     }
     for (; j < n; j++)
-        for (int64_t i = 0; i < m; i++) y[i * ldy + j] = dot_f32(x + i * ldx, w + j * ldw, k);
+        for (int64_t i = 0; i < m; i++) y[i * ldy + j] = neon_dot_f32(x + i * ldx, w + j * ldw, k);
 }
 
 static void gemv_f16(const float * x, const uint16_t * w, int64_t ldw, int64_t n, int64_t k, float * y) {
@@ -241,8 +224,100 @@ static ODLLM_ALWAYS_INLINE void tile_q(int kind, int MR, int NR, const int8_t * 
     }
 }
 
+#if ODLLM_NEON_I8MM
+/*
+ * smmla multiplies a 2x8 int8 tile by an 8x2 one: two activation rows against two weight rows, twice sdot's products
+ * per instruction. Its sums span 8 values, from which the 4-value lanes of kernels.h's contract cannot be recovered,
+ * so calls with m >= 2 follow kernels.h's block-dot contract instead (one exact integer dot per block and output).
+ */
+
+/* [a[0..7], b[0..7]] and [a[8..15], b[8..15]]: two rows' 8-value chunks side by side, smmla's operand layout. */
+static inline int8x16_t low_halves(int8x16_t a, int8x16_t b) {
+    return vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+
+static inline int8x16_t high_halves(int8x16_t a, int8x16_t b) {
+    return vreinterpretq_s8_s64(vzip2q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+
+/* The exact block dots [x0·w0, x0·w1, x1·w0, x1·w1] of two activation rows (as chunk pairs) and two weight rows. */
+static inline int32x4_t block_dots_2x2(const int8x16_t xa[4], int8x16_t w0_lo, int8x16_t w0_hi,
+                                       int8x16_t w1_lo, int8x16_t w1_hi) {
+    int32x4_t s = vmmlaq_s32(vdupq_n_s32(0), xa[0], low_halves(w0_lo, w1_lo));
+    s = vmmlaq_s32(s, xa[1], high_halves(w0_lo, w1_lo));
+    s = vmmlaq_s32(s, xa[2], low_halves(w0_hi, w1_hi));
+    return vmmlaq_s32(s, xa[3], high_halves(w0_hi, w1_hi));
+}
+
+/* One output by the block-dot contract, for the rows and columns left over by the 2x4 tiles. */
+static ODLLM_ALWAYS_INLINE float output_blockdot(int kind, const int8_t * xq, const float * xd, int64_t nb,
+                                                 const qrows * w, int64_t r) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int8x16_t w_lo, w_hi;
+        float dw;
+        load_w(kind, w, r, b, &w_lo, &w_hi, &dw);
+        const int32x4_t lanes = vaddq_s32(dot4(w_lo, vld1q_s8(xq + b * ODLLM_QK)), dot4(w_hi, vld1q_s8(xq + b * ODLLM_QK + 16)));
+        acc = fmaf((float)vaddvq_s32(lanes), dw * xd[b], acc);
+    }
+    return kind == W_I8 ? acc * odllm_load_f32(w->scales + r * 4) : acc;
+}
+
+/* Two activation rows against four weight rows (two smmla column pairs). */
+static ODLLM_ALWAYS_INLINE void tile_mmla(int kind, const int8_t * xq, const float * xd, int64_t k,
+                                          const qrows * w, int64_t j, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    float32x4_t acc[2] = { vdupq_n_f32(0), vdupq_n_f32(0) };
+    for (int64_t b = 0; b < nb; b++) {
+        const int8x16_t x0_lo = vld1q_s8(xq + b * ODLLM_QK), x0_hi = vld1q_s8(xq + b * ODLLM_QK + 16);
+        const int8x16_t x1_lo = vld1q_s8(xq + k + b * ODLLM_QK), x1_hi = vld1q_s8(xq + k + b * ODLLM_QK + 16);
+        const int8x16_t xa[4] = { low_halves(x0_lo, x1_lo), high_halves(x0_lo, x1_lo),
+                                  low_halves(x0_hi, x1_hi), high_halves(x0_hi, x1_hi) };
+        const float32x4_t dx = { xd[b], xd[b], xd[nb + b], xd[nb + b] };
+        for (int p = 0; p < 2; p++) {
+            int8x16_t lo0, hi0, lo1, hi1;
+            float dw0, dw1;
+            load_w(kind, w, j + 2 * p, b, &lo0, &hi0, &dw0);
+            load_w(kind, w, j + 2 * p + 1, b, &lo1, &hi1, &dw1);
+            const float32x4_t dw = { dw0, dw1, dw0, dw1 };
+            const float32x4_t dots = vcvtq_f32_s32(block_dots_2x2(xa, lo0, hi0, lo1, hi1));
+            acc[p] = vfmaq_f32(acc[p], dots, vmulq_f32(dw, dx));
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        float out[4];
+        vst1q_f32(out, acc[p]);
+        for (int c = 0; c < 2; c++) {
+            const float s = kind == W_I8 ? odllm_load_f32(w->scales + (j + 2 * p + c) * 4) : 1.0f;
+            y[2 * p + c] = kind == W_I8 ? out[c] * s : out[c];
+            y[ldy + 2 * p + c] = kind == W_I8 ? out[2 + c] * s : out[2 + c];
+        }
+    }
+}
+
+static ODLLM_ALWAYS_INLINE void gemm_q_mmla(int kind, const int8_t * xq, const float * xd, int64_t m,
+                                            const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
+    const int64_t nb = k / ODLLM_QK;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) tile_mmla(kind, xq + i * k, xd + i * nb, k, w, j, y + i * ldy + j, ldy);
+        for (; i < m; i++)
+            for (int64_t r = j; r < j + 4; r++) y[i * ldy + r] = output_blockdot(kind, xq + i * k, xd + i * nb, nb, w, r);
+    }
+    for (; j < n; j++)
+        for (int64_t i = 0; i < m; i++) y[i * ldy + j] = output_blockdot(kind, xq + i * k, xd + i * nb, nb, w, j);
+}
+#endif
+
 static ODLLM_ALWAYS_INLINE void gemm_q(int kind, const int8_t * xq, const float * xd, int64_t m,
                                                          const qrows * w, int64_t n, int64_t k, float * y, int64_t ldy) {
+#if ODLLM_NEON_I8MM
+    if (m >= 2) {
+        gemm_q_mmla(kind, xq, xd, m, w, n, k, y, ldy);
+        return;
+    }
+#endif
     const int64_t nb = k / ODLLM_QK;
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
@@ -275,7 +350,10 @@ static void gemm_i8(const int8_t * xq, const float * xd, int64_t m, const int8_t
     gemm_q(W_I8, xq, xd, m, &rows, n, k, y, ldy);
 }
 
-#if ODLLM_NEON_DOT
+#if ODLLM_NEON_I8MM
+const odllm_kernel_table odllm_kernels_neon_i8mm = {
+    .name = "neon-i8mm",
+#elif ODLLM_NEON_DOT
 const odllm_kernel_table odllm_kernels_neon_dotprod = {
     .name = "neon-dotprod",
 #else
@@ -291,4 +369,7 @@ const odllm_kernel_table odllm_kernels_neon = {
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_i8 = gemm_i8,
+    .ops = &odllm_ops_neon,
+    .attend_f32 = odllm_neon_attend_f32,
+    .attend_f16 = odllm_neon_attend_f16,
 };

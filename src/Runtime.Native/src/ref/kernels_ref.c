@@ -139,4 +139,7 @@ const odllm_kernel_table odllm_kernels_ref = {
     .gemm_q8_0 = odllm_ref_gemm_q8_0,
     .gemm_q4_0 = odllm_ref_gemm_q4_0,
     .gemm_i8 = odllm_ref_gemm_i8,
+    .ops = &odllm_ops_ref,
+    .attend_f32 = odllm_ref_attend_f32,
+    .attend_f16 = odllm_ref_attend_f16,
 };

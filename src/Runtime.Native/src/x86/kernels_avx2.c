@@ -9,21 +9,15 @@
 #include <immintrin.h>
 
 #include "../kernels.h"
+#include "kernels_x86.h"
+#include "simd_avx2.h"
 
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+/* The float paths need no VNNI: only the plain AVX2 build compiles them, and every x86 table shares them. */
+#if !ODLLM_X86_VNNI
 
 /* Lanes [0, r) set: loads the last k % 8 floats without touching memory past the row. */
 static inline __m256i tail_mask(int64_t r) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-static inline __m256 load_f16x8(const uint16_t * p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
 static inline __m256 load_bf16x8(const uint16_t * p) {
@@ -102,8 +96,8 @@ static void tile_1x4(const float * x, const float * w, int64_t ldw, int64_t k, f
 }
 
 /* Weight rows outermost: a group of four stays in cache while every x row passes over it. */
-static void gemm_f32(const float * x, int64_t ldx, int64_t m, const float * w, int64_t ldw,
-                     int64_t n, int64_t k, float * y, int64_t ldy) {
+void odllm_avx2_gemm_f32(const float * x, int64_t ldx, int64_t m, const float * w, int64_t ldw,
+                         int64_t n, int64_t k, float * y, int64_t ldy) {
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
         const float * wj = w + j * ldw;
@@ -115,7 +109,7 @@ static void gemm_f32(const float * x, int64_t ldx, int64_t m, const float * w, i
         for (int64_t i = 0; i < m; i++) y[i * ldy + j] = dot_f32(x + i * ldx, w + j * ldw, k);
 }
 
-static void gemv_f16(const float * x, const uint16_t * w, int64_t ldw, int64_t n, int64_t k, float * y) {
+void odllm_avx2_gemv_f16(const float * x, const uint16_t * w, int64_t ldw, int64_t n, int64_t k, float * y) {
     for (int64_t j = 0; j < n; j++) {
         const uint16_t * row = w + j * ldw;
         __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -135,7 +129,7 @@ static void gemv_f16(const float * x, const uint16_t * w, int64_t ldw, int64_t n
     }
 }
 
-static void gemv_bf16(const float * x, const uint16_t * w, int64_t ldw, int64_t n, int64_t k, float * y) {
+void odllm_avx2_gemv_bf16(const float * x, const uint16_t * w, int64_t ldw, int64_t n, int64_t k, float * y) {
     for (int64_t j = 0; j < n; j++) {
         const uint16_t * row = w + j * ldw;
         __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -155,13 +149,13 @@ static void gemv_bf16(const float * x, const uint16_t * w, int64_t ldw, int64_t 
     }
 }
 
-static void f16_to_f32(const uint16_t * src, float * dst, int64_t count) {
+void odllm_avx2_f16_to_f32(const uint16_t * src, float * dst, int64_t count) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load_f16x8(src + i));
     for (; i < count; i++) dst[i] = _cvtsh_ss(src[i]);
 }
 
-static void bf16_to_f32(const uint16_t * src, float * dst, int64_t count) {
+void odllm_avx2_bf16_to_f32(const uint16_t * src, float * dst, int64_t count) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(src + i));
     for (; i < count; i++) dst[i] = odllm_bf16_to_f32(src[i]);
@@ -169,7 +163,7 @@ static void bf16_to_f32(const uint16_t * src, float * dst, int64_t count) {
 
 /* ---- Integer paths: int8 activations times int8/int4 weights, as llama.cpp's AVX2 vec_dot. ---- */
 
-static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
+void odllm_avx2_quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     /* packs interleave 128-bit lanes; this restores the element order. */
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -196,6 +190,8 @@ static void quantize_act(const float * x, int64_t k, int8_t * q, float * d) {
         _mm256_storeu_si256((__m256i *)(q + b * ODLLM_QK), _mm256_permutevar8x32_epi32(packed, perm));
     }
 }
+
+#endif /* !ODLLM_X86_VNNI */
 
 /*
  * The 8 lanes of kernels.h's contract for one block: lane l = sum of w·x over values 4l..4l+3, as floats (exact).
@@ -351,13 +347,16 @@ const odllm_kernel_table odllm_kernels_avx2_vnni = {
 const odllm_kernel_table odllm_kernels_avx2 = {
     .name = "avx2",
 #endif
-    .gemm_f32 = gemm_f32,
-    .gemv_f16 = gemv_f16,
-    .gemv_bf16 = gemv_bf16,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-    .quantize_act = quantize_act,
+    .gemm_f32 = odllm_avx2_gemm_f32,
+    .gemv_f16 = odllm_avx2_gemv_f16,
+    .gemv_bf16 = odllm_avx2_gemv_bf16,
+    .f16_to_f32 = odllm_avx2_f16_to_f32,
+    .bf16_to_f32 = odllm_avx2_bf16_to_f32,
+    .quantize_act = odllm_avx2_quantize_act,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_i8 = gemm_i8,
+    .ops = &odllm_ops_avx2,
+    .attend_f32 = odllm_avx2_attend_f32,
+    .attend_f16 = odllm_avx2_attend_f16,
 };

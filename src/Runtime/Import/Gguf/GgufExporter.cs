@@ -19,7 +19,7 @@ public static class GgufExporter
 
     private sealed record Output(string Name, GgmlType Type, long[] Dims, long ByteLength, Action<Stream> Write);
 
-    public static void Write(ModelFile model, string path)
+    public static void Write(IModelSource model, string path)
     {
         ArgumentNullException.ThrowIfNull(model);
         var c = model.Config;
@@ -68,7 +68,7 @@ public static class GgufExporter
         while (stream.Position < position) stream.WriteByte(0);
     }
 
-    private static List<KeyValuePair<string, GgufValue>> Metadata(ModelFile model)
+    private static List<KeyValuePair<string, GgufValue>> Metadata(IModelSource model)
     {
         var c = model.Config;
         string a = c.Architecture + ".";
@@ -116,7 +116,7 @@ public static class GgufExporter
     /// The tokenizer.ggml.* keys: those of an imported GGUF as they were, a SentencePiece tokenizer.model as
     /// llama.cpp's "llama" vocabulary, otherwise "no_vocab" (llama.cpp then runs on token ids only).
     /// </summary>
-    private static IEnumerable<KeyValuePair<string, GgufValue>> TokenizerMetadata(ModelFile model)
+    private static IEnumerable<KeyValuePair<string, GgufValue>> TokenizerMetadata(IModelSource model)
     {
         var files = model.Tokenizer.Files;
         if (files.TryGetValue(GgufTokenizer.FileName, out byte[]? gguf))
@@ -137,7 +137,7 @@ public static class GgufExporter
         return [new(GgufTokenizer.ModelKey, new GgufValue(GgufValueType.String, "no_vocab"))];
     }
 
-    private static List<Output> Tensors(ModelFile model)
+    private static List<Output> Tensors(IModelSource model)
     {
         var c = model.Config;
         var result = new List<Output>();
@@ -187,10 +187,10 @@ public static class GgufExporter
         return result;
     }
 
-    private static ModelTensor Require(ModelFile model, string name) =>
+    private static ModelTensor Require(IModelSource model, string name) =>
         model.Find(name) ?? throw new ModelFormatException(model.Path, $"tensor {name} is missing.");
 
-    private static GgmlType ToGgml(ModelFile model, ModelTensor t)
+    private static GgmlType ToGgml(IModelSource model, ModelTensor t)
     {
         try { return GgmlTypes.FromTensorType(t.Type); }
         catch (UnsupportedModelException e) { throw new UnsupportedModelException($"{model.Path}: tensor {t.Name}: {e.Message}"); }
@@ -226,7 +226,7 @@ public static class GgufExporter
     }
 
     /// <summary>The file must read back as the model it came from, or llama.cpp would run something else.</summary>
-    private static void CheckReadsBack(ModelFile model, string path)
+    private static void CheckReadsBack(IModelSource model, string path)
     {
         using var file = GgufFile.Open(path);
         var written = GgufConfig.Read(file);

@@ -30,6 +30,7 @@ public sealed unsafe class GgufFile : IDisposable
     private GgufFile(MappedFile file, Header header)
     {
         Path = file.Path;
+        Length = file.Length;
         _file = file;
         _base = file.Base;
         Version = header.Version;
@@ -41,6 +42,8 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     public string Path { get; }
+    /// <summary>Bytes in the file.</summary>
+    public long Length { get; }
     public uint Version { get; }
     public GgufMetadata Metadata { get; }
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
@@ -105,6 +108,12 @@ public sealed unsafe class GgufFile : IDisposable
         var type = GgmlTypes.ToTensorType(info.Type)
             ?? throw new UnsupportedModelException($"{Path}: tensor {info.Name} is stored as {info.Type}, which this runtime cannot read yet (supported: F32, F16, BF16, Q8_0, Q4_0); use a GGUF quantized to Q8_0 or Q4_0, or convert the original checkpoint.");
         return new ModelTensor(info.Name, type, info.Shape, (nint)(_base + DataOffset + info.Offset), info.ByteLength);
+    }
+
+    /// <summary>Address of the tensor data section in the mapping; valid until Dispose.</summary>
+    internal nint DataStart
+    {
+        get { ObjectDisposedException.ThrowIf(_disposed, this); return (nint)(_base + DataOffset); }
     }
 
     /// <summary>Address of a tensor's first byte in the mapping, whatever its type; valid until Dispose.</summary>

@@ -12,9 +12,12 @@ namespace OnDeviceLlm.Runtime.Import.Gguf;
 /// </summary>
 public static class GgufImporter
 {
-    public static ImportedModel Import(string path)
+    public static ImportedModel Import(string path) => Import(GgufFile.Open(path));
+
+    /// <summary>Reads an open GGUF file; the import owns it from here on, and disposes it even when reading fails.</summary>
+    internal static ImportedModel Import(GgufFile file)
     {
-        var file = GgufFile.Open(path);
+        string path = file.Path;
         try
         {
             if (file.Tensors.Count == 0)
