@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -119,6 +120,48 @@ inline int grid_for(int64_t count, int threads)
     return (int)(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Launches. Every kernel is launched with programmatic dependent launch (sm_90; a no-op before): the next kernel of
+// the stream is scheduled while this one's last blocks run, does what needs no earlier result (the GEMVs pull their
+// weight rows into L2), then waits in grid_wait() until its predecessor has completed and its writes are visible.
+// So every kernel calls grid_wait() before it touches memory another kernel writes — and every kernel calls it, or
+// it could complete before its own predecessor and release its successor too early. ODLLM_CUDA_PDL=0 launches
+// plainly (for A/B runs and debugging).
+// ---------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ void grid_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+inline bool dependent_launch_allowed()
+{
+    static const bool allowed = [] {
+        const char* v = std::getenv("ODLLM_CUDA_PDL");
+        return !(v && v[0] == '0');
+    }();
+    return allowed;
+}
+
+template <typename... Params, typename... Args>
+inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args... args)
+{
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = shared;
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = dependent_launch_allowed() ? 1 : 0;
+    cudaLaunchKernelEx(&config, kernel, args...);
+}
+
 // The activations of MathOps.Activate: SiLU, tanh-approximate GELU in f32, exact GELU in double.
 __device__ __forceinline__ float activate(int activation, float x)
 {
@@ -138,6 +181,7 @@ __global__ void __launch_bounds__(128) k_matmul_rows(const float* __restrict__ x
                                                      const uint8_t* __restrict__ w, int n,
                                                      const float* __restrict__ bias, float* __restrict__ y)
 {
+    grid_wait();
     int row = (int)((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5);
     int lane = threadIdx.x & 31;
     if (row >= n) return;
@@ -174,6 +218,7 @@ __global__ void __launch_bounds__(256) k_matmul_tiled(const float* __restrict__ 
                                                       const uint8_t* __restrict__ w, int n,
                                                       const float* __restrict__ bias, float* __restrict__ y)
 {
+    grid_wait();
     __shared__ float xs[TILE_K][TILE_M + 4];
     __shared__ float ws[TILE_K][TILE_N + 4];
     int tid = threadIdx.x;
@@ -233,12 +278,12 @@ inline void launch_matmul_typed(const float* x, int m, int k, const uint8_t* w, 
 {
     if (m <= 8) {
         int blocks = (n + 3) / 4;
-        if (m == 1) k_matmul_rows<T, 1><<<blocks, 128, 0, stream>>>(x, m, k, w, n, bias, y);
-        else if (m <= 4) k_matmul_rows<T, 4><<<blocks, 128, 0, stream>>>(x, m, k, w, n, bias, y);
-        else k_matmul_rows<T, 8><<<blocks, 128, 0, stream>>>(x, m, k, w, n, bias, y);
+        if (m == 1) launch(k_matmul_rows<T, 1>, blocks, 128, 0, stream, x, m, k, w, n, bias, y);
+        else if (m <= 4) launch(k_matmul_rows<T, 4>, blocks, 128, 0, stream, x, m, k, w, n, bias, y);
+        else launch(k_matmul_rows<T, 8>, blocks, 128, 0, stream, x, m, k, w, n, bias, y);
     } else {
         dim3 grid((n + TILE_N - 1) / TILE_N, (m + TILE_M - 1) / TILE_M);
-        k_matmul_tiled<T><<<grid, 256, 0, stream>>>(x, m, k, w, n, bias, y);
+        launch(k_matmul_tiled<T>, grid, 256, 0, stream, x, m, k, w, n, bias, y);
     }
 }
 
@@ -284,6 +329,7 @@ __device__ __forceinline__ void quantize_block32(float v, bool valid, int64_t i,
 // that multiply in f32. One warp per block of 32.
 __global__ void k_quantize(const float* x, int8_t* q, float* qd, float* qf, int rows, int k)
 {
+    grid_wait();
     int blocksPerRow = (k + ACT_BLOCK - 1) / ACT_BLOCK;
     int64_t block = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     if (block >= (int64_t)rows * blocksPerRow) return;
@@ -297,7 +343,7 @@ __global__ void k_quantize(const float* x, int8_t* q, float* qd, float* qf, int 
 inline void launch_quantize(const float* x, int8_t* q, float* qd, float* qf, int rows, int k, cudaStream_t stream)
 {
     int64_t threads = (int64_t)rows * ((k + ACT_BLOCK - 1) / ACT_BLOCK) * 32;
-    k_quantize<<<(unsigned)((threads + 255) / 256), 256, 0, stream>>>(x, q, qd, qf, rows, k);
+    launch(k_quantize, (unsigned)((threads + 255) / 256), 256, 0, stream, x, q, qd, qf, rows, k);
 }
 
 inline bool quantizes_activations(int type) { return type == TYPE_INT8 || type == TYPE_Q8_0 || type == TYPE_Q4_0; }
@@ -328,6 +374,12 @@ struct GemvArgs {
     const float* xd;
     const float* resid; // RESIDUAL: y = resid + ((dot + bias) + extra)
     const float* extra;
+    // GATED only, optional: the output quantized as k_quantize would (yf may be NULL), by the block that completes
+    // each block of 32 rows; counters holds one zeroed counter per block of 32 rows and is left zeroed.
+    int8_t* yq;
+    float* yd;
+    float* yf;
+    unsigned* counters;
 };
 
 constexpr int GEMV_WARPS = 4, GEMV_CHUNK_BLOCKS = 64;
@@ -466,22 +518,50 @@ __device__ __forceinline__ void gemv_dots(const GemvArgs& a, const uint8_t* wA, 
     }
 }
 
+// GATED with yq set: each block of 32 rows is written by 32 / GEMV_WARPS thread blocks; the last of them to finish
+// (a counter per block of rows, reset by that block) quantizes it. y is read through L2, where the others' writes are.
+__device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const float* y, int rows, bool* last)
+{
+    int group = blockIdx.x * GEMV_WARPS / ACT_BLOCK;
+    int groupRows = min(ACT_BLOCK, rows - group * ACT_BLOCK);
+    unsigned writers = (unsigned)((groupRows + GEMV_WARPS - 1) / GEMV_WARPS);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        *last = atomicAdd(a.counters + group, 1u) + 1 == writers;
+        if (*last) a.counters[group] = 0;
+    }
+    __syncthreads();
+    if (*last && threadIdx.x < 32) {
+        int i = group * ACT_BLOCK + threadIdx.x;
+        bool valid = (int)threadIdx.x < groupRows;
+        quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
+    }
+}
+
 template <int T, bool INT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
     __shared__ uint4 stages[INT ? GEMV_WARPS * GEMV_CHUNK_BLOCKS * 34 / 16 : 1];
+    __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     uint4* stage = stages + (INT ? warp * (GEMV_CHUNK_BLOCKS * 34 / 16) : 0);
     int row = blockIdx.x * GEMV_WARPS + warp;
     if (a.mode == GEMV_GATED) {
-        if (row >= a.m[1].rows) return;
-        float gate, up;
-        gemv_dots<T, INT>(a, a.m[0].w, row, a.m[0].rows, a.m[1].w, row, a.m[1].rows, stage, gate, up);
-        if (lane == 0) a.m[1].y[row] = (up + (a.m[1].bias ? a.m[1].bias[row] : 0.f)) * activate(a.activation, gate);
+        int rows = a.m[1].rows;
+        bool valid = row < rows;
+        grid_wait();
+        if (valid) {
+            float gate, up;
+            gemv_dots<T, INT>(a, a.m[0].w, row, a.m[0].rows, a.m[1].w, row, rows, stage, gate, up);
+            if (lane == 0) a.m[1].y[row] = (up + (a.m[1].bias ? a.m[1].bias[row] : 0.f)) * activate(a.activation, gate);
+        }
+        if (a.yq) quantize_completed_rows(a, a.m[1].y, rows, &last);
         return;
     }
     int mi = 0;
     while (mi < a.count && row >= a.m[mi].rows) row -= a.m[mi++].rows;
+    grid_wait();
     if (mi >= a.count) return;
     const GemvMatrix& m = a.m[mi];
     float v, unused;
@@ -500,8 +580,8 @@ template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
     int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
-    if (gemv_uses_int(T, a.k)) k_gemv<T, true><<<blocks, GEMV_WARPS * 32, 0, stream>>>(a);
-    else k_gemv<T, false><<<blocks, GEMV_WARPS * 32, 0, stream>>>(a);
+    if (gemv_uses_int(T, a.k)) launch(k_gemv<T, true>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    else launch(k_gemv<T, false>, blocks, GEMV_WARPS * 32, 0, stream, a);
 }
 
 inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)
@@ -527,6 +607,7 @@ template <int T>
 __global__ void k_embed(const int32_t* __restrict__ tokens, const uint8_t* __restrict__ e, int rows, int cols,
                         float scale, float* __restrict__ x)
 {
+    grid_wait();
     int t = blockIdx.x;
     int64_t token = tokens[t];
     for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
@@ -541,12 +622,12 @@ inline void launch_embed(const int32_t* tokens, int n, const uint8_t* e, int typ
                          float* x, cudaStream_t stream)
 {
     switch (type) {
-    case TYPE_F32: k_embed<TYPE_F32><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
-    case TYPE_F16: k_embed<TYPE_F16><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
-    case TYPE_BF16: k_embed<TYPE_BF16><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
-    case TYPE_INT8: k_embed<TYPE_INT8><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
-    case TYPE_Q8_0: k_embed<TYPE_Q8_0><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
-    default: k_embed<TYPE_Q4_0><<<n, 128, 0, stream>>>(tokens, e, rows, cols, scale, x); break;
+    case TYPE_F32: launch(k_embed<TYPE_F32>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
+    case TYPE_F16: launch(k_embed<TYPE_F16>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
+    case TYPE_BF16: launch(k_embed<TYPE_BF16>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
+    case TYPE_INT8: launch(k_embed<TYPE_INT8>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
+    case TYPE_Q8_0: launch(k_embed<TYPE_Q8_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
+    default: launch(k_embed<TYPE_Q4_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
     }
 }
 
@@ -558,6 +639,7 @@ inline void launch_embed(const int32_t* tokens, int n, const uint8_t* e, int typ
 __global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
                        int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
 {
+    grid_wait();
     __shared__ float shared32[32];
     const float* xr = x + (int64_t)blockIdx.x * h;
     float* yr = y + (int64_t)blockIdx.x * h;
@@ -602,7 +684,7 @@ inline void launch_norm(const float* x, float* y, const float* w, const float* b
 {
     // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
     int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
-    k_norm<<<rows, threads, 0, stream>>>(x, y, w, b, h, heads, kind, eps, q, qd, qf);
+    launch(k_norm, rows, threads, 0, stream, x, y, w, b, h, heads, kind, eps, q, qd, qf);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,6 +695,7 @@ inline void launch_norm(const float* x, float* y, const float* w, const float* b
 
 __global__ void k_rope_table(float* cosTable, float* sinTable, int positions, int half, const float* __restrict__ invFreq)
 {
+    grid_wait();
     int64_t count = (int64_t)positions * half;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < count; idx += (int64_t)gridDim.x * blockDim.x) {
         float angle = __fmul_rn((float)(idx / half), invFreq[idx % half]);
@@ -623,7 +706,7 @@ __global__ void k_rope_table(float* cosTable, float* sinTable, int positions, in
 
 inline void launch_rope_table(float* cosTable, float* sinTable, int positions, int half, const float* invFreq, cudaStream_t stream)
 {
-    k_rope_table<<<grid_for((int64_t)positions * half, 256), 256, 0, stream>>>(cosTable, sinTable, positions, half, invFreq);
+    launch(k_rope_table, grid_for((int64_t)positions * half, 256), 256, 0, stream, cosTable, sinTable, positions, half, invFreq);
 }
 
 // Block t: rotates token t's q and k heads (half may be 0: ALiBi), then stores its k and v rows in the cache.
@@ -631,6 +714,7 @@ __global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, fl
                              int d, int half, const int32_t* pos0, const float* __restrict__ cosTable,
                              const float* __restrict__ sinTable)
 {
+    grid_wait();
     int t = blockIdx.x;
     int pos = *pos0 + t;
     const float* cs = cosTable + (int64_t)pos * half;
@@ -655,7 +739,7 @@ __global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, fl
 inline void launch_rope_store(float* q, float* k, const float* v, float* kc, float* vc, int n, int heads, int kvHeads, int d,
                               int half, const int32_t* pos0, const float* cosTable, const float* sinTable, cudaStream_t stream)
 {
-    k_rope_store<<<n, 512, 0, stream>>>(q, k, v, kc, vc, heads, kvHeads, d, half, pos0, cosTable, sinTable);
+    launch(k_rope_store, n, 512, 0, stream, q, k, v, kc, vc, heads, kvHeads, d, half, pos0, cosTable, sinTable);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,6 +756,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attention(const float* __restr
                                                             int window, float scale, float cap,
                                                             const float* __restrict__ slopes)
 {
+    grid_wait();
     extern __shared__ float smem[];
     __shared__ float shared32[32];
     float* qs = smem;
@@ -723,8 +808,8 @@ inline void launch_attention(const float* q, const float* kc, const float* vc, f
                              int maxKeys, cudaStream_t stream)
 {
     dim3 grid(n, heads);
-    k_attention<<<grid, ATTN_THREADS, attention_shared_bytes(d, maxKeys), stream>>>(q, kc, vc, out, heads, kvHeads, d, pos0,
-                                                                                    window, scale, cap, slopes);
+    launch(k_attention, grid, ATTN_THREADS, attention_shared_bytes(d, maxKeys), stream, q, kc, vc, out, heads, kvHeads, d, pos0,
+           window, scale, cap, slopes);
 }
 
 // Decode (one query) splits the key range across blocks so a long cache is read by many SMs at once, and one block
@@ -756,6 +841,7 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
     const float* __restrict__ kc, const float* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
     int d, const int32_t* pos0, int window, float scale, float cap, const float* __restrict__ slopes)
 {
+    grid_wait();
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     int g = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
@@ -884,8 +970,12 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
     }
 }
 
-__global__ void k_attention_combine(const float* __restrict__ partial, float* __restrict__ out, int d, int splits)
+// With q set (d a multiple of 32, so that each warp's pass covers one block of 32), also writes the output quantized as
+// k_quantize would (qf may be NULL).
+__global__ void k_attention_combine(const float* __restrict__ partial, float* __restrict__ out, int d, int splits,
+                                    int8_t* q, float* qd, float* qf)
 {
+    grid_wait();
     extern __shared__ float weights[];  // [splits]
     __shared__ float shared32[32];
     int hd = blockIdx.x;
@@ -907,7 +997,9 @@ __global__ void k_attention_combine(const float* __restrict__ partial, float* __
         float acc = 0.f;
 #pragma unroll 8
         for (int s = 0; s < splits; s++) acc += pval[(int64_t)s * d + i] * weights[s];
-        out[(int64_t)hd * d + i] = acc * inv;
+        int64_t e = (int64_t)hd * d + i;
+        out[e] = acc * inv;
+        if (q) quantize_block32(acc * inv, true, e, e / ACT_BLOCK, q, qd, qf);
     }
 }
 
@@ -918,14 +1010,18 @@ inline size_t attention_split_shared_bytes(int heads, int kvHeads, int d)
     return attention_split_floats(heads / kvHeads, d) * sizeof(float);
 }
 
-inline void launch_attention_decode(const float* q, const float* kc, const float* vc, float* out, float* partial, int heads,
+// With outq set, also writes the output quantized (outf may be NULL) when d is a multiple of 32; returns whether it did.
+inline bool launch_attention_decode(const float* q, const float* kc, const float* vc, float* out, float* partial, int heads,
                                     int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
-                                    const float* slopes, int maxKeys, cudaStream_t stream)
+                                    const float* slopes, int maxKeys, cudaStream_t stream, int8_t* outq = nullptr,
+                                    float* outd = nullptr, float* outf = nullptr)
 {
     int splits = attention_splits(maxKeys);
-    k_attention_split<<<dim3(kvHeads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(heads, kvHeads, d), stream>>>(
-        q, kc, vc, partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
-    k_attention_combine<<<heads, 128, splits * sizeof(float), stream>>>(partial, out, d, splits);
+    launch(k_attention_split, dim3(kvHeads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(heads, kvHeads, d), stream,
+           q, kc, vc, partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+    if (d % ACT_BLOCK != 0) outq = nullptr;
+    launch(k_attention_combine, heads, 128, splits * sizeof(float), stream, partial, out, d, splits, outq, outd, outf);
+    return outq != nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,35 +1031,38 @@ inline void launch_attention_decode(const float* q, const float* kc, const float
 
 __global__ void k_activate(float* up, const float* __restrict__ gate, int64_t count, int activation)
 {
+    grid_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         up[i] = gate ? up[i] * activate(activation, gate[i]) : activate(activation, up[i]);
 }
 
 inline void launch_activate(float* up, const float* gate, int64_t count, int activation, cudaStream_t stream)
 {
-    k_activate<<<grid_for(count, 256), 256, 0, stream>>>(up, gate, count, activation);
+    launch(k_activate, grid_for(count, 256), 256, 0, stream, up, gate, count, activation);
 }
 
 __global__ void k_add(const float* a, const float* b, float* out, int64_t count)
 {
+    grid_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         out[i] = a[i] + b[i];
 }
 
 inline void launch_add(const float* a, const float* b, float* out, int64_t count, cudaStream_t stream)
 {
-    k_add<<<grid_for(count, 256), 256, 0, stream>>>(a, b, out, count);
+    launch(k_add, grid_for(count, 256), 256, 0, stream, a, b, out, count);
 }
 
 __global__ void k_softcap(float* x, int64_t count, float cap)
 {
+    grid_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         x[i] = cap * tanhf(x[i] / cap);
 }
 
 inline void launch_softcap(float* x, int64_t count, float cap, cudaStream_t stream)
 {
-    k_softcap<<<grid_for(count, 256), 256, 0, stream>>>(x, count, cap);
+    launch(k_softcap, grid_for(count, 256), 256, 0, stream, x, count, cap);
 }
 
 } // namespace odllm_cuda

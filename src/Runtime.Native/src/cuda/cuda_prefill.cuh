@@ -134,6 +134,7 @@ __host__ __device__ __forceinline__ int mma_column_tiles(int rows, int mode) { r
 template <int T>
 __global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(MmaArgs a)
 {
+    grid_wait();
     __shared__ __align__(16) int8_t tiles[MM_BM + MM_BN][MM_ROW];
     int8_t (*as)[MM_ROW] = tiles;           // activations of the stage
     int8_t (*bs)[MM_ROW] = tiles + MM_BM;   // weights of the stage, decoded
@@ -320,9 +321,9 @@ inline void launch_matmul_mma(const MmaArgs& a, int type, cudaStream_t stream)
     if (a.mode == GEMV_GATED) tiles = mma_column_tiles(a.m[1].rows, a.mode);
     else for (int i = 0; i < a.count; i++) tiles += mma_column_tiles(a.m[i].rows, a.mode);
     dim3 grid(tiles, (a.rows + MM_BM - 1) / MM_BM);
-    if (type == TYPE_INT8) k_matmul_mma<TYPE_INT8><<<grid, MM_THREADS, 0, stream>>>(a);
-    else if (type == TYPE_Q8_0) k_matmul_mma<TYPE_Q8_0><<<grid, MM_THREADS, 0, stream>>>(a);
-    else k_matmul_mma<TYPE_Q4_0><<<grid, MM_THREADS, 0, stream>>>(a);
+    if (type == TYPE_INT8) launch(k_matmul_mma<TYPE_INT8>, grid, MM_THREADS, 0, stream, a);
+    else if (type == TYPE_Q8_0) launch(k_matmul_mma<TYPE_Q8_0>, grid, MM_THREADS, 0, stream, a);
+    else launch(k_matmul_mma<TYPE_Q4_0>, grid, MM_THREADS, 0, stream, a);
 }
 
 // One matrix, y = x·Wᵀ + bias.
@@ -392,6 +393,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     const float* __restrict__ vc, float* __restrict__ out, int n, int heads, int kvHeads, int d, const int32_t* pos0,
     int window, float scale, float cap, const float* __restrict__ slopes)
 {
+    grid_wait();
     using L = FlashLayout<D>;
     constexpr int QS = L::QS, VS = L::VS, SS = L::SS;
     constexpr int FA_TILE_ITEMS = FA_BN * (D / 4) / FA_THREADS;  // float4 loads per thread for a key or value tile (q: twice)
@@ -638,10 +640,14 @@ inline void launch_flash_attention(const float* q, const float* kc, const float*
     dim3 grid((n + FA_BM - 1) / FA_BM, heads);
     size_t bytes = flash_attention_shared_bytes(d);
     switch (flash_head_dim(d)) {
-    case 32: k_flash_attention<32><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
-    case 64: k_flash_attention<64><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
-    case 128: k_flash_attention<128><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
-    default: k_flash_attention<256><<<grid, FA_THREADS, bytes, stream>>>(q, kc, vc, out, n, heads, kvHeads, d, pos0, window, scale, cap, slopes); break;
+    case 32: launch(k_flash_attention<32>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+                    scale, cap, slopes); break;
+    case 64: launch(k_flash_attention<64>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+                    scale, cap, slopes); break;
+    case 128: launch(k_flash_attention<128>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+                     scale, cap, slopes); break;
+    default: launch(k_flash_attention<256>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+                    scale, cap, slopes); break;
     }
 }
 

@@ -135,6 +135,7 @@ struct odllm_cuda_sequence {
     cudaStream_t stream = nullptr;
     float* kv = nullptr;  // [layer][k|v][capacity][kv_dim]
     float* partial = nullptr;  // split-KV decode attention: per head and split, max, sum and values
+    unsigned* counters = nullptr;  // zeroed: the gated GEMV's per-block-of-32-rows completion counters
     // Activations for up to `rows` positions at once.
     int rows = 0, logit_rows = 0;
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *att_out = nullptr;
@@ -158,6 +159,7 @@ struct odllm_cuda_sequence {
         if (graph) cudaGraphExecDestroy(graph);
         cudaFree(kv);
         cudaFree(partial);
+        cudaFree(counters);
         cudaFree(rope_cos);
         cudaFree(rope_sin);
         if (stream) cudaStreamDestroy(stream);
@@ -237,9 +239,8 @@ struct odllm_cuda_sequence {
     // Whether an integer-type product over n rows of k inputs reads the f32 copy (the GEMVs and the f32 tiles do).
     static bool reads_f32_copy(int n, int k) { return !(n > 8 && k % 32 == 0); }
 
-    void quantize_for(Input& in, int n, int k)
+    void quantize_for(Input& in, int n, int k, bool f32)
     {
-        bool f32 = reads_f32_copy(n, k);
         if (in.quantized && (in.quantizedF32 || !f32)) return;
         launch_quantize(in.f, xq8, xqd, f32 ? xqf : nullptr, n, k, stream);
         in.quantized = true;
@@ -262,7 +263,7 @@ struct odllm_cuda_sequence {
              std::initializer_list<float*> outs, int mode, const float* resid = nullptr, bool quantizeOut = false)
     {
         const Matrix& w0 = **ms.begin();
-        quantize_for(in, n, w0.cols);
+        quantize_for(in, n, w0.cols, reads_f32_copy(n, w0.cols));
         MmaArgs a{};
         int i = 0;
         for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
@@ -283,13 +284,18 @@ struct odllm_cuda_sequence {
         launch_matmul_mma(a, w0.type, stream);
     }
 
-    // One launch over up to three matrices of one type sharing the input (decode only, n = 1).
+    // Whether a decode GEMV over w reads its input's f32 copy (xqf) rather than the int8 values.
+    static bool gemv_reads_f32_copy(const Matrix& w) { return !gemv_uses_int(w.type, w.cols); }
+
+    // One launch over up to three matrices of one type sharing the input (decode only, n = 1). GATED with quantizeOut
+    // also writes the output quantized into hq8/hqd.
     void gemv(Input& in, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
-              std::initializer_list<float*> outs, int mode, const float* resid = nullptr, const float* extra = nullptr)
+              std::initializer_list<float*> outs, int mode, const float* resid = nullptr, const float* extra = nullptr,
+              bool quantizeOut = false)
     {
         const Matrix& w0 = **ms.begin();
         bool integer = needs_int(w0);
-        if (integer) quantize_for(in, 1, w0.cols);
+        if (integer) quantize_for(in, 1, w0.cols, gemv_reads_f32_copy(w0));
         GemvArgs a{};
         int i = 0;
         for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
@@ -302,10 +308,15 @@ struct odllm_cuda_sequence {
         a.mode = mode;
         a.activation = model->c.activation;
         a.x = integer ? xqf : in.f;
-        a.xq = xq8;
-        a.xd = xqd;
+        a.xq = in.q ? in.q : xq8;
+        a.xd = in.q ? in.qd : xqd;
         a.resid = resid;
         a.extra = extra;
+        if (quantizeOut) {
+            a.yq = hq8;
+            a.yd = hqd;
+            a.counters = counters;
+        }
         launch_gemv(a, w0.type, stream);
     }
 
@@ -314,7 +325,7 @@ struct odllm_cuda_sequence {
     {
         if (n == 1) { gemv(in, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
         if (uses_mma(w, n)) { mma(in, n, {&w}, {bias}, {out}, GEMV_PLAIN); return; }
-        if (needs_int(w)) quantize_for(in, n, w.cols);
+        if (needs_int(w)) quantize_for(in, n, w.cols, reads_f32_copy(n, w.cols));
         launch_matmul(needs_int(w) ? xqf : in.f, n, w.cols, w.data, w.type, w.rows, bias, out, stream);
     }
 
@@ -326,7 +337,13 @@ struct odllm_cuda_sequence {
         const auto& c = model->c;
         Input hidden{up, false, false};
         if (n == 1 && !w.gate.data) { gemv(in, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return hidden; }
-        if (n == 1 && w.gate.type == w.up.type) { gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED); return hidden; }
+        if (n == 1 && w.gate.type == w.up.type) {
+            // The down GEMV's int8 input comes out of this one, without a launch of its own.
+            bool quantized = needs_int(w.down) && !gemv_reads_f32_copy(w.down);
+            gemv(in, {&w.gate, &w.up}, {nullptr, w.bup}, {gate, up}, GEMV_GATED, nullptr, nullptr, quantized);
+            if (quantized) hidden = Input{up, true, false, hq8, hqd};
+            return hidden;
+        }
         if (!w.gate.data && uses_mma(w.up, n)) { mma(in, n, {&w.up}, {w.bup}, {up}, GEMV_ACTIVATE); return hidden; }
         if (w.gate.data && uses_mma(w.gate, n) && w.gate.type == w.up.type) {
             bool quantized = uses_mma(w.down, n);
@@ -376,16 +393,22 @@ struct odllm_cuda_sequence {
             if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
             launch_rope_store(q, k, v, keys(l), values(l), n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos, rope_sin, stream);
             int window = w.sliding ? c.sliding_window : 0;
-            if (decode)
-                launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
-                                        c.attn_softcap, model->alibi_slopes, max_keys, stream);
+            Input ain{att, false, false};
+            if (decode) {
+                // The o GEMV's input comes quantized out of the attention's last kernel.
+                bool quantize = needs_int(w.wo);
+                bool f32 = gemv_reads_f32_copy(w.wo);
+                ain.quantized = launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window,
+                                                        c.attn_scale, c.attn_softcap, model->alibi_slopes, max_keys, stream,
+                                                        quantize ? xq8 : nullptr, xqd, f32 ? xqf : nullptr);
+                ain.quantizedF32 = ain.quantized && f32;
+            }
             else if (flash)
                 launch_flash_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                        c.attn_softcap, model->alibi_slopes, stream);
             else
                 launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                  c.attn_softcap, model->alibi_slopes, max_keys, stream);
-            Input ain{att, false, false};
             switch (c.layout) {
             case 0: { // sequential: x += o(att); x += ffn(ffn_norm(x))
                 if (decode) gemv(ain, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
@@ -569,6 +592,9 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
         size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * sizeof(float);
         e = cudaMalloc(reinterpret_cast<void**>(&s->kv), bytes);
     }
+    size_t counterBytes = (size_t)(c.ffn / ACT_BLOCK + 1) * sizeof(unsigned);
+    if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(&s->counters), counterBytes);
+    if (e == cudaSuccess) e = cudaMemset(s->counters, 0, counterBytes);
     if (e == cudaSuccess)
         e = cudaMalloc(reinterpret_cast<void**>(&s->partial), attention_partial_floats(c.heads, c.head_dim, maxKeys) * sizeof(float));
     // cos/sin of every position once; a model without rotary dims (ALiBi) still gets valid, unused pointers.

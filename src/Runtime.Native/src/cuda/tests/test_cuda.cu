@@ -410,13 +410,33 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
     }
     if (n == 1) {
         Device<float> partial(attention_partial_floats(heads, d, maxKeys));
+        // The output also quantized for the next product: equal to the bit to quantizing the f32 output.
+        size_t count = (size_t)heads * d;
+        Device<int8_t> q(count);
+        Device<float> qd(count / 32 + 1), qf(count);
         partial.poison();
         dout.poison();
-        launch_attention_decode(dq.p, dk.p, dv.p, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
-                                alibi ? dslopes.p : nullptr, maxKeys, 0);
+        qf.poison();
+        bool quantized = launch_attention_decode(dq.p, dk.p, dv.p, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
+                                                 alibi ? dslopes.p : nullptr, maxKeys, 0, q.p, qd.p, qf.p);
         CUDA_OK(cudaGetLastError());
         snprintf(what, sizeof what, "split decode attention pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", pos0, heads, kvHeads, d, window, cap, alibi);
-        check(what, dout.get(), want, {}, 2e-5);
+        auto got = dout.get();
+        check(what, got, want, {}, 2e-5);
+        snprintf(what, sizeof what, "split decode attention d=%d quantizes its output iff d %% 32 == 0", d);
+        check(what, {quantized ? 1.f : 0.f}, {d % 32 == 0 ? 1.0 : 0.0}, {}, 0.0);
+        if (quantized) {
+            std::vector<int8_t> wantQ;
+            std::vector<float> wantD;
+            auto wantF = quantize_reference(got, 1, (int)count, &wantQ, &wantD);
+            auto gotQ = q.get();
+            snprintf(what, sizeof what, "split decode attention d=%d quantized output (int8, scales, q·d)", d);
+            check(what, std::vector<float>(gotQ.begin(), gotQ.end()), std::vector<double>(wantQ.begin(), wantQ.end()), {}, 0.0);
+            auto gotD = qd.get();
+            gotD.resize(wantD.size());
+            check(what, gotD, std::vector<double>(wantD.begin(), wantD.end()), {}, 0.0);
+            check(what, qf.get(), std::vector<double>(wantF.begin(), wantF.end()), {}, 0.0);
+        }
     }
 }
 
@@ -483,9 +503,9 @@ static void test_norm_quantized(int kind, int rows, int h)
 }
 
 // The decode GEMV in every mode against double-precision references over the same (for integer types, quantized) input.
-static void test_gemv(int type, int k, int mode, int count)
+static void test_gemv(int type, int k, int mode, int count, int rows0 = 96)
 {
-    int rowsOf[3] = {96, 32, 40};
+    int rowsOf[3] = {rows0, 32, 40};
     if (mode == GEMV_GATED) rowsOf[1] = rowsOf[0];
     std::vector<std::vector<uint8_t>> w;
     std::vector<std::vector<float>> bias;
@@ -512,8 +532,18 @@ static void test_gemv(int type, int k, int mode, int count)
     a.count = count; a.k = k; a.mode = mode; a.activation = ACT_GELU_TANH;
     a.x = integer ? qf.p : dx.p; a.xq = q.p; a.xd = qd.p;
     a.resid = dres.p; a.extra = mode == GEMV_RESIDUAL ? dextra.p : nullptr;
-    launch_gemv(a, type, 0);
-    CUDA_OK(cudaGetLastError());
+    // GATED also quantizes its output (by the last block to finish each 32 rows): launched twice, so the second launch
+    // finds the completion counters reset.
+    int outBlocks = (rowsOf[0] + 31) / 32;
+    Device<int8_t> yq(rowsOf[0]);
+    Device<float> yd(outBlocks);
+    Device<unsigned> counters(std::vector<unsigned>(outBlocks, 0u));
+    if (mode == GEMV_GATED) { a.yq = yq.p; a.yd = yd.p; a.counters = counters.p; }
+    for (int launchIndex = 0; launchIndex < (mode == GEMV_GATED ? 2 : 1); launchIndex++) {
+        yd.poison();
+        launch_gemv(a, type, 0);
+        CUDA_OK(cudaGetLastError());
+    }
     auto gelu = [](double g) { return 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))); };
     char what[96];
     for (int i = (mode == GEMV_GATED ? 1 : 0); i < count; i++) {
@@ -528,7 +558,21 @@ static void test_gemv(int type, int k, int mode, int count)
         }
         snprintf(what, sizeof what, "gemv %s k=%d mode=%d matrix %d/%d%s", type_name(type), k, mode, i + 1, count,
                  integer && gemv_uses_int(type, k) ? " (dp4a)" : "");
-        check(what, dy[i]->get(), want, scale, 2e-5);
+        auto got = dy[i]->get();
+        check(what, got, want, scale, 2e-5);
+        if (mode == GEMV_GATED) {
+            std::vector<int8_t> wantQ;
+            std::vector<float> wantD;
+            quantize_reference(got, 1, rowsOf[i], &wantQ, &wantD);
+            auto gotQ = yq.get();
+            snprintf(what, sizeof what, "gemv %s k=%d rows=%d gated, quantized output (int8, scales; launched twice)", type_name(type), k,
+                     rowsOf[i]);
+            check(what, std::vector<float>(gotQ.begin(), gotQ.end()), std::vector<double>(wantQ.begin(), wantQ.end()), {}, 0.0);
+            check(what, yd.get(), std::vector<double>(wantD.begin(), wantD.end()), {}, 0.0);
+            auto left = counters.get();
+            check("gemv gated: completion counters left zeroed", std::vector<float>(left.begin(), left.end()),
+                  std::vector<double>(left.size(), 0.0), {}, 0.0);
+        }
     }
     for (int i = 0; i < count; i++) { delete dw[i]; delete db[i]; delete dy[i]; }
 }
@@ -593,6 +637,7 @@ int main()
     test_attention(1, 1300, 4, 2, 64, 100, 0.f, true);
     test_attention(1, 63, 4, 2, 32, 0, 0.f, false);
     test_attention(1, 64, 4, 2, 32, 0, 0.f, false);
+    test_attention(1, 50, 4, 2, 80, 0, 0.f, false);  // d not a multiple of 32: the output is not quantized
     // Prefill shapes for the flash kernel: several query tiles, ragged ends, padded head dims, GQA/MQA, window, caps.
     test_attention(150, 0, 8, 1, 256, 0, 0.f, false);
     test_attention(100, 37, 4, 2, 256, 0, 30.f, false);
@@ -619,6 +664,7 @@ int main()
         test_gemv(type, 96, GEMV_PLAIN, 2);  // the f32 path for the integer types (k not a multiple of 256)
         test_gemv(type, 16384, GEMV_RESIDUAL, 1);
         test_gemv(type, 512, GEMV_GATED, 2);
+        test_gemv(type, 256, GEMV_GATED, 2, 40);  // a last block of 8 rows
         test_gemv(type, 512, GEMV_ACTIVATE, 1);
     }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
