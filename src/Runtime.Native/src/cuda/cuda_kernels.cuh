@@ -122,8 +122,8 @@ inline int grid_for(int64_t count, int threads)
 
 // ---------------------------------------------------------------------------------------------
 // Launches. Every kernel is launched with programmatic dependent launch (sm_90; a no-op before): the next kernel of
-// the stream is scheduled while this one's last blocks run, does what needs no earlier result (the GEMVs pull their
-// weight rows into L2), then waits in grid_wait() until its predecessor has completed and its writes are visible.
+// the stream is scheduled while this one's last blocks run, does what needs no earlier result (the GEMVs request their
+// first weights), then waits in grid_wait() until its predecessor has completed and its writes are visible.
 // So every kernel calls grid_wait() before it touches memory another kernel writes — and every kernel calls it, or
 // it could complete before its own predecessor and release its successor too early. ODLLM_CUDA_PDL=0 launches
 // plainly (for A/B runs and debugging).
@@ -161,6 +161,16 @@ inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shar
     config.numAttrs = dependent_launch_allowed() ? 1 : 0;
     cudaLaunchKernelEx(&config, kernel, args...);
 }
+
+// cp.async (sm_80+): 16 bytes from global to shared memory without passing through registers, so a warp can keep
+// several loads in flight for the price of shared memory; wait<N> returns once at most N committed groups are pending.
+__device__ __forceinline__ void cp_async16(void* shared, const void* global)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // The activations of MathOps.Activate: SiLU, tanh-approximate GELU in f32, exact GELU in double.
 __device__ __forceinline__ float activate(int activation, float x)
@@ -382,7 +392,10 @@ struct GemvArgs {
     unsigned* counters;
 };
 
-constexpr int GEMV_WARPS = 4, GEMV_CHUNK_BLOCKS = 64;
+// A warp streams its rows through a ring of GEMV_STAGES slots of 1152 bytes (64 q4_0 or 32 q8_0 blocks).
+constexpr int GEMV_WARPS = 4, GEMV_STAGES = 4, GEMV_SLOT_VECTORS = 72;
+
+
 
 template <int T>
 __device__ __forceinline__ float row_dot_f32(const uint8_t* __restrict__ w, int row, int rows, int k, const float* __restrict__ x)
@@ -422,166 +435,217 @@ __device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int
     return acc;
 }
 
-// The block types: rows A and (when wB is set) B, as one sequence of chunks of GEMV_CHUNK_BLOCKS blocks copied into this
-// warp's shared memory (stage) with 16-byte loads; the next chunk's loads are issued before the current chunk is
-// used, so each lane keeps several loads in flight. acc = Σ_b (weight scale · activation scale) · Σ q_w·q_x.
+// Σ_b (weight scale · activation scale) · Σ q_w·q_x over the `chunk` blocks of a q8_0/q4_0 chunk in shared memory,
+// starting at block `first` of the row; lane i takes blocks i, i + 32, ….
 template <int T>
-__device__ __forceinline__ void rows_dot_blocks(const uint8_t* __restrict__ wA, int rowA, const uint8_t* __restrict__ wB,
-                                                int rowB, int k, const int8_t* __restrict__ xq, const float* __restrict__ xd,
-                                                uint4* stage, float& accA, float& accB)
+__device__ __forceinline__ float chunk_dot(const uint8_t* bytes, int first, int chunk, const int8_t* __restrict__ xq,
+                                           const float* __restrict__ xd)
 {
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
-    constexpr int perLane = (GEMV_CHUNK_BLOCKS * blockBytes / 16 + 31) / 32;
-    int lane = threadIdx.x & 31;
-    int blocks = k / 32;
-    int chunksPerRow = (blocks + GEMV_CHUNK_BLOCKS - 1) / GEMV_CHUNK_BLOCKS;
-    int total = wB ? 2 * chunksPerRow : chunksPerRow;
-    uint4 next[perLane];
-    auto issue = [&](int c) {
-        bool second = c >= chunksPerRow;
-        int first = (second ? c - chunksPerRow : c) * GEMV_CHUNK_BLOCKS;
-        int chunk = min(GEMV_CHUNK_BLOCKS, blocks - first);  // a multiple of 8, so chunk·blockBytes is of 16
-        const uint8_t* row = second ? wB + (int64_t)rowB * blocks * blockBytes : wA + (int64_t)rowA * blocks * blockBytes;
-        const uint4* src = reinterpret_cast<const uint4*>(row + (int64_t)first * blockBytes);
-        int vectors = chunk * blockBytes / 16;
+    float acc = 0.f;
+    for (int bl = threadIdx.x & 31; bl < chunk; bl += 32) {
+        const uint16_t* blk = reinterpret_cast<const uint16_t*>(bytes + bl * blockBytes);
+        float wd = __half2float(__ushort_as_half(blk[0]));
+        int b = first + bl;
+        const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
+        int4 x0 = xv[0], x1 = xv[1];
+        int s;
+        if constexpr (T == TYPE_Q8_0) {
+            s = __dp4a((int)word_at(blk + 1), x0.x, 0);
+            s = __dp4a((int)word_at(blk + 3), x0.y, s); s = __dp4a((int)word_at(blk + 5), x0.z, s);
+            s = __dp4a((int)word_at(blk + 7), x0.w, s); s = __dp4a((int)word_at(blk + 9), x1.x, s);
+            s = __dp4a((int)word_at(blk + 11), x1.y, s); s = __dp4a((int)word_at(blk + 13), x1.z, s);
+            s = __dp4a((int)word_at(blk + 15), x1.w, s);
+        } else {
+            // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble), each + 8.
+            const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            s = 0;
 #pragma unroll
-        for (int v = 0; v < perLane; v++) {
-            int i = lane + v * 32;
-            if (i < vectors) next[v] = __ldg(src + i);
-        }
-    };
-    accA = 0.f;
-    accB = 0.f;
-    issue(0);
-    for (int c = 0; c < total; c++) {
-        bool second = c >= chunksPerRow;
-        int first = (second ? c - chunksPerRow : c) * GEMV_CHUNK_BLOCKS;
-        int chunk = min(GEMV_CHUNK_BLOCKS, blocks - first);
-        int vectors = chunk * blockBytes / 16;
-#pragma unroll
-        for (int v = 0; v < perLane; v++) {
-            int i = lane + v * 32;
-            if (i < vectors) stage[i] = next[v];
-        }
-        __syncwarp();
-        if (c + 1 < total) issue(c + 1);
-        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(stage);
-        float acc = 0.f;
-        for (int bl = lane; bl < chunk; bl += 32) {
-            const uint16_t* blk = reinterpret_cast<const uint16_t*>(bytes + bl * blockBytes);
-            float wd = __half2float(__ushort_as_half(blk[0]));
-            int b = first + bl;
-            const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
-            int4 x0 = xv[0], x1 = xv[1];
-            int s;
-            if constexpr (T == TYPE_Q8_0) {
-                s = __dp4a((int)word_at(blk + 1), x0.x, 0);
-                s = __dp4a((int)word_at(blk + 3), x0.y, s); s = __dp4a((int)word_at(blk + 5), x0.z, s);
-                s = __dp4a((int)word_at(blk + 7), x0.w, s); s = __dp4a((int)word_at(blk + 9), x1.x, s);
-                s = __dp4a((int)word_at(blk + 11), x1.y, s); s = __dp4a((int)word_at(blk + 13), x1.z, s);
-                s = __dp4a((int)word_at(blk + 15), x1.w, s);
-            } else {
-                // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble), each + 8.
-                const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-                s = 0;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    uint32_t word = word_at(blk + 1 + 2 * j);
-                    s = __dp4a((int)__vsub4(word & 0x0F0F0F0Fu, 0x08080808u), xs[j], s);
-                    s = __dp4a((int)__vsub4((word >> 4) & 0x0F0F0F0Fu, 0x08080808u), xs[4 + j], s);
-                }
+            for (int j = 0; j < 4; j++) {
+                uint32_t word = word_at(blk + 1 + 2 * j);
+                s = __dp4a((int)__vsub4(word & 0x0F0F0F0Fu, 0x08080808u), xs[j], s);
+                s = __dp4a((int)__vsub4((word >> 4) & 0x0F0F0F0Fu, 0x08080808u), xs[4 + j], s);
             }
-            acc = fmaf((float)s, wd * xd[b], acc);
         }
-        if (second) accB += acc;
-        else accA += acc;
+        acc = fmaf((float)s, wd * xd[b], acc);
+    }
+    return acc;
+}
+
+// Output row g of the launch: its matrix and the row within it (q, k and v rows are numbered one after another).
+struct GemvRow {
+    int matrix, row;
+};
+
+__device__ __forceinline__ GemvRow locate_row(const GemvArgs& a, int g)
+{
+    int mi = 0;
+    while (mi + 1 < a.count && g >= a.m[mi].rows) g -= a.m[mi++].rows;
+    return {mi, g};
+}
+
+// The rows of one product: row g of matrix part 0 (GATED: part 0 the gate row, part 1 the up row).
+__device__ __forceinline__ const uint8_t* part_matrix(const GemvArgs& a, GemvRow r, int part)
+{
+    return a.mode == GEMV_GATED ? a.m[part].w : a.m[r.matrix].w;
+}
+
+// The q8_0/q4_0 rows of this warp — g = first, first + stride, … below total — as one stream of chunks (each row's
+// chunks of part 0, then for GATED of part 1) copied with cp.async into the warp's ring of slots, GEMV_STAGES − 1
+// chunks ahead of the one being multiplied, across row boundaries: a warp never waits for a row's first bytes, and
+// what bounds a GEMV's bandwidth is the bytes in flight per SM, which here need no registers. The first chunks are
+// requested before grid_wait(), since the weights do not depend on the previous kernel. The input (k int8 values and
+// k/32 scales) is copied once into the block's shared memory `input`: read from L1 instead, once per block of 32
+// weights by every lane, it would be evicted by the rings and come from L2 at twice the bytes of the weights.
+// finish(g, dot0, dot1) is called by the whole warp with the warp-reduced products of row g.
+template <int T, typename Finish>
+__device__ __forceinline__ void stream_rows(const GemvArgs& a, int first, int stride, int total, uint4* ring, uint4* input,
+                                            Finish finish)
+{
+    constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
+    constexpr int chunkBlocks = T == TYPE_Q8_0 ? 32 : 64;
+    static_assert(chunkBlocks * blockBytes <= GEMV_SLOT_VECTORS * 16, "a chunk fits a slot");
+    int lane = threadIdx.x & 31;
+    int blocks = a.k / 32;
+    int chunksPerRow = (blocks + chunkBlocks - 1) / chunkBlocks;
+    int parts = a.mode == GEMV_GATED ? 2 : 1;
+    int perRow = parts * chunksPerRow;
+    int myRows = first < total ? (total - first + stride - 1) / stride : 0;
+    int chunks = myRows * perRow;
+    // Chunk s into slot s mod GEMV_STAGES; past the end an empty group, so that every step waits for the same count.
+    auto request = [&](int s) {
+        if (s < chunks) {
+            int g = first + s / perRow * stride, rem = s % perRow, part = rem / chunksPerRow;
+            int c0 = rem % chunksPerRow * chunkBlocks;
+            int chunk = min(chunkBlocks, blocks - c0);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
+            GemvRow r = locate_row(a, g);
+            const uint8_t* src = part_matrix(a, r, part) + ((int64_t)r.row * blocks + c0) * blockBytes;
+            uint4* slot = ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS;
+            for (int i = lane; i < chunk * blockBytes / 16; i += 32) cp_async16(slot + i, reinterpret_cast<const uint4*>(src) + i);
+        }
+        cp_async_commit();
+    };
+#pragma unroll
+    for (int s = 0; s < GEMV_STAGES - 1; s++) request(s);
+    grid_wait();
+    int8_t* xq = reinterpret_cast<int8_t*>(input);
+    float* xd = reinterpret_cast<float*>(xq + a.k);
+    for (int i = threadIdx.x; i < a.k / 16; i += blockDim.x) input[i] = reinterpret_cast<const uint4*>(a.xq)[i];
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x) xd[i] = a.xd[i];
+    __syncthreads();
+    float acc0 = 0.f, acc1 = 0.f;
+    for (int s = 0; s < chunks; s++) {
+        request(s + GEMV_STAGES - 1);  // into the slot the previous step finished with
+        cp_async_wait<GEMV_STAGES - 1>();
         __syncwarp();
+        int rem = s % perRow, part = rem / chunksPerRow, c0 = rem % chunksPerRow * chunkBlocks;
+        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS);
+        float dot = chunk_dot<T>(bytes, c0, min(chunkBlocks, blocks - c0), xq, xd);
+        if (part) acc1 += dot;
+        else acc0 += dot;
+        __syncwarp();
+        if (rem == perRow - 1) {
+            finish(first + s / perRow * stride, warp_sum(acc0), parts == 2 ? warp_sum(acc1) : 0.f);
+            acc0 = acc1 = 0.f;
+        }
     }
 }
 
-// Warp-reduced dot products of row rowA of wA and (when wB is set) row rowB of wB with the input.
-template <int T, bool INT>
-__device__ __forceinline__ void gemv_dots(const GemvArgs& a, const uint8_t* wA, int rowA, int rowsA, const uint8_t* wB, int rowB,
-                                          int rowsB, uint4* stage, float& dA, float& dB)
+// GATED with yq set: after writing row g (lane 0), the warp that completes a block of 32 rows (a counter per block,
+// reset by that warp) quantizes it; the rows written by other warps are read through L2, where their writes are.
+__device__ __forceinline__ void quantize_if_block_complete(const GemvArgs& a, const float* y, int rows, int g)
 {
-    dB = 0.f;
-    if constexpr (INT && T == TYPE_INT8) {
-        dA = warp_sum(row_dot_int8(wA, rowA, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(wA + (int64_t)rowsA * a.k) + rowA);
-        if (wB) dB = warp_sum(row_dot_int8(wB, rowB, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(wB + (int64_t)rowsB * a.k) + rowB);
-    } else if constexpr (INT) {
-        rows_dot_blocks<T>(wA, rowA, wB, rowB, a.k, a.xq, a.xd, stage, dA, dB);
-        dA = warp_sum(dA);
-        if (wB) dB = warp_sum(dB);
-    } else {
-        dA = warp_sum(row_dot_f32<T>(wA, rowA, rowsA, a.k, a.x));
-        if (wB) dB = warp_sum(row_dot_f32<T>(wB, rowB, rowsB, a.k, a.x));
-    }
-}
-
-// GATED with yq set: each block of 32 rows is written by 32 / GEMV_WARPS thread blocks; the last of them to finish
-// (a counter per block of rows, reset by that block) quantizes it. y is read through L2, where the others' writes are.
-__device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const float* y, int rows, bool* last)
-{
-    int group = blockIdx.x * GEMV_WARPS / ACT_BLOCK;
+    int group = g / ACT_BLOCK;
     int groupRows = min(ACT_BLOCK, rows - group * ACT_BLOCK);
-    unsigned writers = (unsigned)((groupRows + GEMV_WARPS - 1) / GEMV_WARPS);
+    int lane = threadIdx.x & 31;
+    unsigned done = 0;
+    if (lane == 0) {
+        __threadfence();
+        done = atomicAdd(a.counters + group, 1u) + 1;
+    }
+    done = __shfl_sync(0xFFFFFFFFu, done, 0);
+    if (done != (unsigned)groupRows) return;
+    if (lane == 0) a.counters[group] = 0;
     __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        *last = atomicAdd(a.counters + group, 1u) + 1 == writers;
-        if (*last) a.counters[group] = 0;
-    }
-    __syncthreads();
-    if (*last && threadIdx.x < 32) {
-        int i = group * ACT_BLOCK + threadIdx.x;
-        bool valid = (int)threadIdx.x < groupRows;
-        quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
-    }
+    int i = group * ACT_BLOCK + lane;
+    bool valid = lane < groupRows;
+    quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
 }
 
+// Persistent: the grid holds as many warps as fit the device at once, and warp w takes the output rows w, w + warps, ….
 template <int T, bool INT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
-    __shared__ uint4 stages[INT ? GEMV_WARPS * GEMV_CHUNK_BLOCKS * 34 / 16 : 1];
-    __shared__ bool last;
+    constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
+    __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
+    extern __shared__ uint4 input[];  // RING: gemv_input_bytes(k)
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    uint4* stage = stages + (INT ? warp * (GEMV_CHUNK_BLOCKS * 34 / 16) : 0);
-    int row = blockIdx.x * GEMV_WARPS + warp;
-    if (a.mode == GEMV_GATED) {
-        int rows = a.m[1].rows;
-        bool valid = row < rows;
-        grid_wait();
-        if (valid) {
-            float gate, up;
-            gemv_dots<T, INT>(a, a.m[0].w, row, a.m[0].rows, a.m[1].w, row, rows, stage, gate, up);
-            if (lane == 0) a.m[1].y[row] = (up + (a.m[1].bias ? a.m[1].bias[row] : 0.f)) * activate(a.activation, gate);
+    uint4* ring = rings + (RING ? warp * GEMV_STAGES * GEMV_SLOT_VECTORS : 0);
+    int first = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
+    bool gated = a.mode == GEMV_GATED;
+    int total = gated ? a.m[1].rows : a.m[0].rows + (a.count > 1 ? a.m[1].rows : 0) + (a.count > 2 ? a.m[2].rows : 0);
+    auto finish = [&](int g, float d0, float d1) {
+        if (gated) {
+            if (lane == 0) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
+            if (a.yq) quantize_if_block_complete(a, a.m[1].y, total, g);
+            return;
         }
-        if (a.yq) quantize_completed_rows(a, a.m[1].y, rows, &last);
-        return;
+        GemvRow r = locate_row(a, g);
+        const GemvMatrix& m = a.m[r.matrix];
+        float v = d0 + (m.bias ? m.bias[r.row] : 0.f);
+        if (lane != 0) return;
+        if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
+        else if (a.mode == GEMV_RESIDUAL) v = a.resid[r.row] + (a.extra ? v + a.extra[r.row] : v);
+        m.y[r.row] = v;
+    };
+    if constexpr (RING) {
+        stream_rows<T>(a, first, stride, total, ring, input, finish);
+    } else {
+        grid_wait();
+        for (int g = first; g < total; g += stride) {
+            GemvRow r = locate_row(a, g);
+            float d[2] = {0.f, 0.f};
+            for (int part = 0; part < (gated ? 2 : 1); part++) {
+                const uint8_t* w = part_matrix(a, r, part);
+                int rows = gated ? a.m[part].rows : a.m[r.matrix].rows;
+                if constexpr (INT && T == TYPE_INT8)
+                    d[part] = warp_sum(row_dot_int8(w, r.row, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(w + (int64_t)rows * a.k) + r.row);
+                else
+                    d[part] = warp_sum(row_dot_f32<T>(w, r.row, rows, a.k, a.x));
+            }
+            finish(g, d[0], d[1]);
+        }
     }
-    int mi = 0;
-    while (mi < a.count && row >= a.m[mi].rows) row -= a.m[mi++].rows;
-    grid_wait();
-    if (mi >= a.count) return;
-    const GemvMatrix& m = a.m[mi];
-    float v, unused;
-    gemv_dots<T, INT>(a, m.w, row, m.rows, nullptr, 0, 0, stage, v, unused);
-    v += m.bias ? m.bias[row] : 0.f;
-    if (lane != 0) return;
-    if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
-    else if (a.mode == GEMV_RESIDUAL) v = a.resid[row] + (a.extra ? v + a.extra[row] : v);
-    m.y[row] = v;
 }
 
 // dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
 inline bool gemv_uses_int(int type, int k) { return quantizes_activations(type) && k % 256 == 0; }
 
+// The ring kernels' copy of the input: k int8 values and k/32 f32 scales (k % 256 == 0 keeps both 16-byte aligned).
+inline size_t gemv_input_bytes(int k) { return (size_t)k + (size_t)k / 32 * 4; }
+
+// At most as many blocks as fit the device at once, and just enough that every warp streams the same number of rows.
+template <int T, bool INT>
+inline void launch_gemv_persistent(const GemvArgs& a, int rows, cudaStream_t stream)
+{
+    constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
+    size_t shared = RING ? gemv_input_bytes(a.k) : 0;
+    if (RING) cudaFuncSetAttribute(k_gemv<T, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
+    int device = 0, sms = 0, perSm = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, k_gemv<T, INT>, GEMV_WARPS * 32, shared);
+    int64_t resident = (int64_t)std::max(1, sms * perSm) * GEMV_WARPS;
+    int64_t rowsPerWarp = (rows + resident - 1) / resident;
+    int blocks = (int)((rows + rowsPerWarp * GEMV_WARPS - 1) / (rowsPerWarp * GEMV_WARPS));
+    launch(k_gemv<T, INT>, blocks, GEMV_WARPS * 32, shared, stream, a);
+}
+
 template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
-    int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
-    if (gemv_uses_int(T, a.k)) launch(k_gemv<T, true>, blocks, GEMV_WARPS * 32, 0, stream, a);
-    else launch(k_gemv<T, false>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    if (gemv_uses_int(T, a.k)) launch_gemv_persistent<T, true>(a, rows, stream);
+    else launch_gemv_persistent<T, false>(a, rows, stream);
 }
 
 inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)

@@ -363,12 +363,6 @@ __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], u
 
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-__device__ __forceinline__ void cp_async16(void* shared, const void* global)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 // (x, y) → hi = f16(x, y) and lo = f16(x − hi.x, y − hi.y), x in the low half.
 __device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint32_t& lo)
@@ -464,7 +458,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 
     for (int kb = firstKey; kb <= lastPos; kb += FA_BN) {
-        cp_async_wait_all();
+        cp_async_wait<0>();
         __syncthreads();  // the staged tile is complete, and the previous tile is no longer read
         // Keys row-major by key, values transposed (dims by keys; lane = key, so a warp writes along one row); zero
         // past lastPos (the cache there holds no written values) and past the head dim.

@@ -665,6 +665,9 @@ int main()
         test_gemv(type, 16384, GEMV_RESIDUAL, 1);
         test_gemv(type, 512, GEMV_GATED, 2);
         test_gemv(type, 256, GEMV_GATED, 2, 40);  // a last block of 8 rows
+        // More rows than the device holds warps at once: each warp streams several rows through its ring.
+        test_gemv(type, 256, GEMV_PLAIN, 3, 20000);
+        test_gemv(type, 2048, GEMV_GATED, 2, 12008);
         test_gemv(type, 512, GEMV_ACTIVATE, 1);
     }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
