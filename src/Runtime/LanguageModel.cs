@@ -18,8 +18,8 @@ public sealed record LoadOptions
     /// <summary>Compute threads; 0 = the number of physical cores.</summary>
     public int Threads { get; init; }
     /// <summary>
-    /// Element type of the CPU sessions' KV caches; Auto keeps f32 for f32 models (exact) and uses f16 for f16, bf16 and
-    /// quantized ones (half the memory and bandwidth). The CUDA backend's device cache is always f32.
+    /// Element type of the sessions' KV caches, on the CPU and on a GPU alike; Auto keeps f32 for f32 models (exact) and
+    /// uses f16 for f16, bf16 and quantized ones (half the memory and bandwidth).
     /// </summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.Auto;
 }
@@ -32,7 +32,7 @@ public sealed class LanguageModel : IDisposable
 {
     private readonly Lazy<TextTokenizer?> _tokenizer;
     private readonly string? _temporaryFile;
-    private readonly KvCacheType _cpuKvCacheType;
+    private readonly KvCacheType _kvCacheType;
 
     private LanguageModel(IModelSource file, IKernels kernels, string source, string? temporaryFile, KernelBackend backend, KvCacheType kvCacheType)
     {
@@ -41,7 +41,7 @@ public sealed class LanguageModel : IDisposable
         Source = source;
         _temporaryFile = temporaryFile;
         Transformer = new Transformer(file.Config, file, kernels);
-        _cpuKvCacheType = kvCacheType == KvCacheType.Auto ? Transformer.DefaultKvCacheType : kvCacheType;
+        _kvCacheType = kvCacheType == KvCacheType.Auto ? Transformer.DefaultKvCacheType : kvCacheType;
         _tokenizer = new(() => file.Tokenizer.IsEmpty ? null : TextTokenizer.Load(file.Tokenizer));
         if (backend is KernelBackend.Cuda or KernelBackend.Auto) PlaceOnGpu(backend);
     }
@@ -144,12 +144,15 @@ public sealed class LanguageModel : IDisposable
     public TextTokenizer RequireTokenizer() =>
         Tokenizer ?? throw new TokenizerException($"{Source} has no tokenizer; pass token ids instead of text.");
 
-    /// <summary>Element type of the KV caches <see cref="CreateSession"/> makes: <see cref="LoadOptions.KvCacheType"/> resolved, F32 on a GPU.</summary>
-    public KvCacheType KvCacheType => Gpu is not null ? KvCacheType.F32 : _cpuKvCacheType;
+    /// <summary>
+    /// Element type of the KV caches <see cref="CreateSession"/> makes, on the CPU or the GPU: <see cref="LoadOptions.KvCacheType"/>
+    /// with Auto resolved by the model's matrix type.
+    /// </summary>
+    public KvCacheType KvCacheType => _kvCacheType;
 
     /// <summary>A new sequence; on a GPU it holds device memory until disposed.</summary>
     public InferenceSession CreateSession(int? contextLength = null) =>
-        Gpu is not null ? new(Gpu.CreateSequence(contextLength)) : new(Transformer, contextLength, _cpuKvCacheType);
+        Gpu is not null ? new(Gpu.CreateSequence(contextLength, _kvCacheType)) : new(Transformer, contextLength, _kvCacheType);
 
     /// <summary>Encodes a prompt, adding BOS when the model's tokenizer config asks for it.</summary>
     public IReadOnlyList<int> EncodePrompt(string text)

@@ -24,7 +24,7 @@ internal static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Runs to take the median of.", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout." };
         var backend = new Option<string?>("--backend") { Description = "native (the CPU kernels, default) or cuda (with --synthetic)." };
-        var kvCache = new Option<string?>("--kv-cache") { Description = "KV cache element type on the CPU: auto (default: f32 for f32 models, else f16), f32 or f16." };
+        var kvCache = new Option<string?>("--kv-cache") { Description = "KV cache element type, on the CPU or the GPU: auto (default: f32 for f32 models, else f16), f32 or f16." };
         var command = new Command("bench", "Measure prefill and decode speed on the CPU or a CUDA GPU.") { model, synthetic, quant, promptTokens, genTokens, threads, repeats, json, backend, kvCache };
         command.SetAction(parse => CliRunner.Run(() =>
         {
@@ -32,7 +32,8 @@ internal static class BenchCommand
             if ((path is null) == (shape is null)) throw new ArgumentException("Give either a model path or --synthetic <shape>, not both or neither.");
             if (ModelOptions.ParseBackend(parse.GetValue(backend)) == KernelBackend.Cuda)
                 return CudaBenchCommand.Run(shape ?? throw new ArgumentException("--backend cuda benchmarks a --synthetic shape."),
-                    quantName ?? "q4", parse.GetValue(promptTokens), parse.GetValue(genTokens), parse.GetValue(json));
+                    quantName ?? "q4", parse.GetValue(promptTokens), parse.GetValue(genTokens), ParseKvCache(parse.GetValue(kvCache)),
+                    parse.GetValue(json));
             if (parse.GetValue(repeats) < 1) throw new ArgumentException("--repeats must be at least 1.");
             if (parse.GetValue(threads) < 0) throw new ArgumentException("--threads must not be negative.");
             var options = new LoadOptions { Backend = KernelBackend.Native, Threads = parse.GetValue(threads), KvCacheType = ParseKvCache(parse.GetValue(kvCache)) };

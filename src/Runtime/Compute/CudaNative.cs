@@ -22,7 +22,7 @@ public sealed record CudaDeviceInfo(int Index, string Name, int ComputeMajor, in
 /// </summary>
 internal static unsafe class CudaNative
 {
-    internal const int AbiVersion = 1;
+    internal const int AbiVersion = 2;
     internal const int StatusOk = 0;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -59,7 +59,7 @@ internal static unsafe class CudaNative
         public delegate* unmanaged<int, Config*, Matrix*, Matrix*, float*, float*, float*, Layer*, float*, float*, nint*, int> ModelCreate;
         public delegate* unmanaged<nint, void> ModelFree;
         public delegate* unmanaged<nint, long> ModelWeightBytes;
-        public delegate* unmanaged<nint, int, nint*, int> SequenceCreate;
+        public delegate* unmanaged<nint, int, int, nint*, int> SequenceCreate;
         public delegate* unmanaged<nint, void> SequenceFree;
         public delegate* unmanaged<nint, int*, int, int, int, int, float*, int> SequenceForward;
         public delegate* unmanaged<int, long, double*, int> MeasureBandwidth;
@@ -115,7 +115,7 @@ internal static unsafe class CudaNative
                 ModelCreate = (delegate* unmanaged<int, Config*, Matrix*, Matrix*, float*, float*, float*, Layer*, float*, float*, nint*, int>)F("odllm_cuda_model_create"),
                 ModelFree = (delegate* unmanaged<nint, void>)F("odllm_cuda_model_free"),
                 ModelWeightBytes = (delegate* unmanaged<nint, long>)F("odllm_cuda_model_weight_bytes"),
-                SequenceCreate = (delegate* unmanaged<nint, int, nint*, int>)F("odllm_cuda_sequence_create"),
+                SequenceCreate = (delegate* unmanaged<nint, int, int, nint*, int>)F("odllm_cuda_sequence_create"),
                 SequenceFree = (delegate* unmanaged<nint, void>)F("odllm_cuda_sequence_free"),
                 SequenceForward = (delegate* unmanaged<nint, int*, int, int, int, int, float*, int>)F("odllm_cuda_sequence_forward"),
                 MeasureBandwidth = (delegate* unmanaged<int, long, double*, int>)F("odllm_cuda_measure_bandwidth"),

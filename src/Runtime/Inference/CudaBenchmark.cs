@@ -21,6 +21,9 @@ public sealed record CudaBenchmarkResult
     public required double DecodeNoGraphTokS { get; init; }
     public required long WeightBytesPerToken { get; init; }
     public required double ReadBandwidthGbs { get; init; }
+    public required KvCacheType KvCacheType { get; init; }
+    /// <summary>Device memory of the KV cache (prompt plus generated positions).</summary>
+    public required long KvCacheBytes { get; init; }
     public double DecodeRooflineRatio => DecodeTokS * WeightBytesPerToken / (ReadBandwidthGbs * 1e9);
 }
 
@@ -30,7 +33,9 @@ public sealed record CudaBenchmarkResult
 /// </summary>
 public static class CudaBenchmark
 {
-    public static CudaBenchmarkResult Run(string shapeName, TensorType matrixType, int promptTokens, int genTokens, int repeats = 3)
+    /// <summary><paramref name="kvCacheType"/> Auto resolves as for <see cref="LanguageModel.KvCacheType"/> (f16 unless the matrices are f32).</summary>
+    public static CudaBenchmarkResult Run(string shapeName, TensorType matrixType, int promptTokens, int genTokens, int repeats = 3,
+        KvCacheType kvCacheType = KvCacheType.Auto)
     {
         var device = CudaDevices.First ?? throw new CudaException($"The CUDA benchmark needs a GPU: {CudaDevices.UnavailableReason}.");
         var config = SyntheticShapes.ByName(shapeName);
@@ -49,7 +54,7 @@ public static class CudaBenchmark
         var generated = new int[genTokens];
         for (int i = 0; i < generated.Length; i++) generated[i] = random.Next(config.VocabSize);
 
-        using var sequence = gpu.CreateSequence(promptTokens + genTokens);
+        using var sequence = gpu.CreateSequence(promptTokens + genTokens, kvCacheType);
         var logits = new float[config.VocabSize];
         // Warm-up: module load, graph capture, clocks.
         sequence.Forward(prompt, logits);
@@ -90,6 +95,8 @@ public static class CudaBenchmark
             DecodeNoGraphTokS = genTokens / Median(decodeNoGraph),
             WeightBytesPerToken = gpu.WeightBytes,
             ReadBandwidthGbs = bandwidth / 1e9,
+            KvCacheType = sequence.KvCacheType,
+            KvCacheBytes = sequence.KvCacheBytes,
         };
     }
 }

@@ -14,6 +14,7 @@ public sealed unsafe class CudaTransformer : IDisposable
 {
     private readonly CudaNative.Api _api;
     private nint _model;
+    private readonly TensorType _queryWeightType;
 
     /// <summary>Uploads every weight of <paramref name="weights"/>; throws <see cref="CudaException"/> when the device cannot hold or run it.</summary>
     public CudaTransformer(ModelConfig config, ITensorSource weights, CudaDeviceInfo device)
@@ -51,6 +52,7 @@ public sealed unsafe class CudaTransformer : IDisposable
                 AttnScale = config.AttentionScale, AttnSoftcap = config.AttentionSoftcap, FinalSoftcap = config.FinalSoftcap,
             };
             var embedding = Get(TokenEmbedding);
+            _queryWeightType = Get(Layer(0, AttnQ)).Type;
             var matrices = stackalloc CudaNative.Matrix[2];
             matrices[0] = M(embedding);
             matrices[1] = M(config.TiedEmbeddings ? embedding : Get(Output));
@@ -106,17 +108,26 @@ public sealed unsafe class CudaTransformer : IDisposable
     /// <summary>Bytes of weights resident on the device (the tied embedding counted once).</summary>
     public long WeightBytes { get; }
 
-    /// <summary>A KV cache of <paramref name="contextLength"/> positions (default: the model's) on the device.</summary>
-    public CudaSequence CreateSequence(int? contextLength = null)
+    /// <summary>
+    /// A KV cache of <paramref name="contextLength"/> positions (default: the model's) on the device, of
+    /// <paramref name="kvCacheType"/> with Auto resolved as for a CPU session (<see cref="KvCache.Resolve"/>), so both
+    /// backends round keys and values alike.
+    /// </summary>
+    public CudaSequence CreateSequence(int? contextLength = null, KvCacheType kvCacheType = KvCacheType.Auto)
     {
         ObjectDisposedException.ThrowIf(_model == 0, this);
         int capacity = contextLength ?? Config.ContextLength;
         if (capacity <= 0 || capacity > Config.ContextLength)
             throw new ArgumentOutOfRangeException(nameof(contextLength), $"The context length must be between 1 and the model's {Config.ContextLength}.");
+        var type = ResolveKvCacheType(kvCacheType);
         nint sequence;
-        _api.Check(_api.SequenceCreate(_model, capacity, &sequence), $"creating a sequence of {capacity} positions");
-        return new CudaSequence(this, _api, sequence, capacity);
+        _api.Check(_api.SequenceCreate(_model, capacity, type == KvCacheType.F16 ? 1 : 0, &sequence),
+            $"creating a sequence of {capacity} positions with an {type} KV cache");
+        return new CudaSequence(this, _api, sequence, capacity, type);
     }
+
+    /// <summary><paramref name="requested"/> with Auto decided by the stored type of the model's matrices, as on the CPU.</summary>
+    public KvCacheType ResolveKvCacheType(KvCacheType requested) => KvCache.Resolve(requested, _queryWeightType);
 
     public void Dispose()
     {
@@ -141,16 +152,21 @@ public sealed unsafe class CudaSequence : IForwardPass
     private readonly CudaNative.Api _api;
     private nint _sequence;
 
-    internal CudaSequence(CudaTransformer owner, CudaNative.Api api, nint sequence, int capacity)
+    internal CudaSequence(CudaTransformer owner, CudaNative.Api api, nint sequence, int capacity, KvCacheType kvCacheType)
     {
         _owner = owner;
         _api = api;
         _sequence = sequence;
         Capacity = capacity;
+        KvCacheType = kvCacheType;
     }
 
     public int Length { get; private set; }
     public int Capacity { get; }
+    /// <summary>Element type of the device KV cache: F32 or F16 (never Auto).</summary>
+    public KvCacheType KvCacheType { get; }
+    /// <summary>Device memory of the KV cache.</summary>
+    public long KvCacheBytes => KvCache.ByteSize(_owner.Config, Capacity, KvCacheType);
     public int VocabSize => _owner.Config.VocabSize;
     /// <summary>Replay one captured graph for each one-token step (default) instead of launching every kernel.</summary>
     public bool UseGraph { get; set; } = true;

@@ -83,6 +83,9 @@ public class CudaBackendTests
         var scheme = QuantizationScheme.Parse(quant);
         using var gpu = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda, Quantization = scheme });
         using var cpu = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed, Quantization = scheme });
+        // Both resolve Auto to an f16 cache for these types, so keys and values are rounded alike.
+        Assert.Equal(KvCacheType.F16, cpu.KvCacheType);
+        Assert.Equal(KvCacheType.F16, gpu.KvCacheType);
         int vocab = gpu.Config.VocabSize, n = r.InputIds.Length;
         var expected = new float[n * vocab];
         var actual = new float[n * vocab];
@@ -105,6 +108,41 @@ public class CudaBackendTests
                 Assert.True(top == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)), $"{quant}: argmax differs at position {p}");
         }
         FixtureTests.AssertClose(expected, actual, tolerance, $"{quant} logits at every position");
+    }
+
+    [CudaTheory, MemberData(nameof(Cases))]
+    public void KvCacheType_OnGpu_ResolvesAndRoundsAsOnCpu(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using (var gpuAuto = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda }))
+        using (var cpuAuto = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Managed }))
+        {
+            Assert.Equal(cpuAuto.KvCacheType, gpuAuto.KvCacheType);
+            using var auto = gpuAuto.Gpu!.CreateSequence(16);
+            Assert.Equal(gpuAuto.KvCacheType, auto.KvCacheType);
+            foreach (var type in new[] { KvCacheType.F32, KvCacheType.F16 })
+            {
+                using var sequence = gpuAuto.Gpu!.CreateSequence(16, type);
+                Assert.Equal(type, sequence.KvCacheType);
+                Assert.Equal(KvCache.ByteSize(gpuAuto.Config, 16, type), sequence.KvCacheBytes);
+            }
+        }
+
+        // An f16 cache asked for explicitly: the GPU rounds keys and values as the CPU does, so the logits agree
+        // as closely as with f32 caches (summation order only), argmax included.
+        var options = new LoadOptions { KvCacheType = KvCacheType.F16 };
+        using var gpu = LanguageModel.Load(r.Folder, options with { Backend = KernelBackend.Cuda });
+        using var cpu = LanguageModel.Load(r.Folder, options with { Backend = KernelBackend.Managed });
+        Assert.Equal(KvCacheType.F16, gpu.KvCacheType);
+        int vocab = gpu.Config.VocabSize, n = r.InputIds.Length;
+        var expected = new float[n * vocab];
+        var actual = new float[n * vocab];
+        cpu.CreateSession().Evaluate(r.InputIds, expected);
+        using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
+        for (int p = 0; p < n; p++)
+            Assert.True(Sampler.ArgMax(expected.AsSpan(p * vocab, vocab)) == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)),
+                $"f16 KV cache: argmax differs at position {p}");
+        FixtureTests.AssertClose(expected, actual, Tolerance, "f16 KV cache: logits at every position");
     }
 
     [NoCudaFact]

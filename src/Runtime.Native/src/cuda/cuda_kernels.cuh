@@ -773,8 +773,27 @@ inline void launch_rope_table(float* cosTable, float* sinTable, int positions, i
     launch(k_rope_table, grid_for((int64_t)positions * half, 256), 256, 0, stream, cosTable, sinTable, positions, half, invFreq);
 }
 
+// The KV cache holds f32 or binary16 (round-to-nearest-even, as the CPU's f16 cache): odllm_cuda_sequence_create's
+// kv_type. Its kernels are templates on the element type; these helpers read it back as f32.
+enum { KV_F32 = 0, KV_F16 = 1 };
+inline size_t kv_element_bytes(int kvType) { return kvType == KV_F16 ? sizeof(__half) : sizeof(float); }
+
+__device__ __forceinline__ void kv_store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void kv_store(__half* p, float x) { *p = __float2half_rn(x); }
+__device__ __forceinline__ float kv_load(const float* p) { return *p; }
+__device__ __forceinline__ float kv_load(const __half* p) { return __half2float(*p); }
+// Four consecutive elements, 4-element aligned: one 16-byte load for f32, one 8-byte load for f16.
+__device__ __forceinline__ float4 kv_load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 kv_load4(const __half* p)
+{
+    uint2 bits = *reinterpret_cast<const uint2*>(p);
+    return make_float4(__half2float(__ushort_as_half((unsigned short)bits.x)), __half2float(__ushort_as_half((unsigned short)(bits.x >> 16))),
+                       __half2float(__ushort_as_half((unsigned short)bits.y)), __half2float(__ushort_as_half((unsigned short)(bits.y >> 16))));
+}
+
 // Block t: rotates token t's q and k heads (half may be 0: ALiBi), then stores its k and v rows in the cache.
-__global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, float* kc, float* vc, int heads, int kvHeads,
+template <typename KV>
+__global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, KV* kc, KV* vc, int heads, int kvHeads,
                              int d, int half, const int32_t* pos0, const float* __restrict__ cosTable,
                              const float* __restrict__ sinTable)
 {
@@ -795,15 +814,20 @@ __global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, fl
     __syncthreads();
     int kvDim = kvHeads * d;
     for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
-        kc[(int64_t)pos * kvDim + i] = k[(int64_t)t * kvDim + i];
-        vc[(int64_t)pos * kvDim + i] = v[(int64_t)t * kvDim + i];
+        kv_store(kc + (int64_t)pos * kvDim + i, k[(int64_t)t * kvDim + i]);
+        kv_store(vc + (int64_t)pos * kvDim + i, v[(int64_t)t * kvDim + i]);
     }
 }
 
-inline void launch_rope_store(float* q, float* k, const float* v, float* kc, float* vc, int n, int heads, int kvHeads, int d,
-                              int half, const int32_t* pos0, const float* cosTable, const float* sinTable, cudaStream_t stream)
+inline void launch_rope_store(float* q, float* k, const float* v, void* kc, void* vc, int kvType, int n, int heads, int kvHeads,
+                              int d, int half, const int32_t* pos0, const float* cosTable, const float* sinTable, cudaStream_t stream)
 {
-    launch(k_rope_store, n, 512, 0, stream, q, k, v, kc, vc, heads, kvHeads, d, half, pos0, cosTable, sinTable);
+    if (kvType == KV_F16)
+        launch(k_rope_store<__half>, n, 512, 0, stream, q, k, v, static_cast<__half*>(kc), static_cast<__half*>(vc), heads, kvHeads,
+               d, half, pos0, cosTable, sinTable);
+    else
+        launch(k_rope_store<float>, n, 512, 0, stream, q, k, v, static_cast<float*>(kc), static_cast<float*>(vc), heads, kvHeads,
+               d, half, pos0, cosTable, sinTable);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,8 +838,9 @@ inline void launch_rope_store(float* q, float* k, const float* v, float* kc, flo
 
 constexpr int ATTN_THREADS = 256;
 
-__global__ void __launch_bounds__(ATTN_THREADS) k_attention(const float* __restrict__ q, const float* __restrict__ kc,
-                                                            const float* __restrict__ vc, float* __restrict__ out,
+template <typename KV>
+__global__ void __launch_bounds__(ATTN_THREADS) k_attention(const float* __restrict__ q, const KV* __restrict__ kc,
+                                                            const KV* __restrict__ vc, float* __restrict__ out,
                                                             int heads, int kvHeads, int d, const int32_t* pos0,
                                                             int window, float scale, float cap,
                                                             const float* __restrict__ slopes)
@@ -839,9 +864,9 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attention(const float* __restr
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int j = warp; j < count; j += warps) {
         int key = firstKey + j;
-        const float* kr = kc + (int64_t)key * kvDim + (int64_t)g * d;
+        const KV* kr = kc + (int64_t)key * kvDim + (int64_t)g * d;
         float dot = 0.f;
-        for (int i = lane; i < d; i += 32) dot += qs[i] * kr[i];
+        for (int i = lane; i < d; i += 32) dot += qs[i] * kv_load(kr + i);
         dot = warp_sum(dot);
         if (lane == 0) {
             float score = __fmul_rn(__fadd_rn(dot, __fmul_rn(slope, (float)key)), scale);
@@ -857,23 +882,36 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attention(const float* __restr
     s = block_sum(s, shared32); // its barriers also publish the exponentials
     float inv = 1.f / s;
     float* oh = out + ((int64_t)t * heads + hd) * d;
-    const float* vbase = vc + (int64_t)firstKey * kvDim + (int64_t)g * d;
+    const KV* vbase = vc + (int64_t)firstKey * kvDim + (int64_t)g * d;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float acc = 0.f;
-        for (int j = 0; j < count; j++) acc += scores[j] * vbase[(int64_t)j * kvDim + i];
+        for (int j = 0; j < count; j++) acc += scores[j] * kv_load(vbase + (int64_t)j * kvDim + i);
         oh[i] = acc * inv;
     }
 }
 
 inline size_t attention_shared_bytes(int d, int maxKeys) { return (size_t)(d + maxKeys) * sizeof(float); }
 
-inline void launch_attention(const float* q, const float* kc, const float* vc, float* out, int n, int heads, int kvHeads,
-                             int d, const int32_t* pos0, int window, float scale, float cap, const float* slopes,
+// Raises both instantiations' dynamic shared memory limit (the caller clears a refusal with cudaGetLastError).
+inline cudaError_t attention_set_shared(size_t bytes)
+{
+    cudaError_t e = cudaFuncSetAttribute(k_attention<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    cudaError_t h = cudaFuncSetAttribute(k_attention<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e != cudaSuccess ? e : h;
+}
+
+inline void launch_attention(const float* q, const void* kc, const void* vc, int kvType, float* out, int n, int heads,
+                             int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap, const float* slopes,
                              int maxKeys, cudaStream_t stream)
 {
     dim3 grid(n, heads);
-    launch(k_attention, grid, ATTN_THREADS, attention_shared_bytes(d, maxKeys), stream, q, kc, vc, out, heads, kvHeads, d, pos0,
-           window, scale, cap, slopes);
+    size_t shared = attention_shared_bytes(d, maxKeys);
+    if (kvType == KV_F16)
+        launch(k_attention<__half>, grid, ATTN_THREADS, shared, stream, q, static_cast<const __half*>(kc),
+               static_cast<const __half*>(vc), out, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+    else
+        launch(k_attention<float>, grid, ATTN_THREADS, shared, stream, q, static_cast<const float*>(kc),
+               static_cast<const float*>(vc), out, heads, kvHeads, d, pos0, window, scale, cap, slopes);
 }
 
 // Decode (one query) splits the key range across blocks so a long cache is read by many SMs at once, and one block
@@ -901,8 +939,9 @@ __host__ __device__ __forceinline__ size_t attention_split_floats(int group, int
     return (size_t)group * d + (size_t)group * ATTN_CHUNK + (size_t)ATTN_SPLIT_THREADS * 4 * ATTN_HEADS_AT_ONCE;
 }
 
+template <typename KV>
 __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const float* __restrict__ q,
-    const float* __restrict__ kc, const float* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
+    const KV* __restrict__ kc, const KV* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
     int d, const int32_t* pos0, int window, float scale, float cap, const float* __restrict__ slopes)
 {
     grid_wait();
@@ -937,15 +976,16 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
     {
         int slice = d / 8, from = warp * slice;
         int j = min(lane, count - 1);  // lanes past the end read a valid row; their scores are never used
-        const float* kr = kc + (int64_t)(begin + j) * kvDim + (int64_t)g * d + from;
+        const KV* kr = kc + (int64_t)(begin + j) * kvDim + (int64_t)g * d + from;
         for (int hb = 0; hb < group; hb += ATTN_HEADS_AT_ONCE) {
             float dots[ATTN_HEADS_AT_ONCE];
 #pragma unroll
             for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) dots[hh] = 0.f;
             if (slice % 4 == 0) {
-#pragma unroll 8
+                // f16: 4, not 8, iterations at once; at 8 ptxas keeps to ~80 registers and spills 20 bytes.
+#pragma unroll (sizeof(KV) == sizeof(float) ? 8 : 4)
                 for (int i = 0; i < slice; i += 4) {
-                    float4 kv = *reinterpret_cast<const float4*>(kr + i);
+                    float4 kv = kv_load4(kr + i);
 #pragma unroll
                     for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) {
                         if (hb + hh < group) {
@@ -957,7 +997,7 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
             } else {
 #pragma unroll 8
                 for (int i = 0; i < slice; i++) {
-                    float kv = kr[i];
+                    float kv = kv_load(kr + i);
 #pragma unroll
                     for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++)
                         if (hb + hh < group) dots[hh] += qs[(hb + hh) * d + from + i] * kv;
@@ -997,8 +1037,7 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
     // Values: thread t takes the 4-float column t mod d/4 of the keys kg, kg + groups, … (kg = t div d/4), for 8
     // heads at once; the key groups' sums meet in shared memory.
     int keyGroups = blockDim.x / d4, col = threadIdx.x % d4, kg = threadIdx.x / d4;
-    const float4* vbase = reinterpret_cast<const float4*>(vc + (int64_t)begin * kvDim + (int64_t)g * d);
-    int rowStride = kvDim / 4;
+    const KV* vbase = vc + (int64_t)begin * kvDim + (int64_t)g * d + 4 * col;
     for (int hb = 0; hb < group; hb += ATTN_HEADS_AT_ONCE) {
         float4 acc[ATTN_HEADS_AT_ONCE];
 #pragma unroll
@@ -1006,7 +1045,7 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
         if (kg < keyGroups) {
 #pragma unroll 8
             for (int j = kg; j < count; j += keyGroups) {
-                float4 v = vbase[(int64_t)j * rowStride + col];
+                float4 v = kv_load4(vbase + (int64_t)j * kvDim);
 #pragma unroll
                 for (int hh = 0; hh < ATTN_HEADS_AT_ONCE; hh++) {
                     if (hb + hh < group) {
@@ -1074,15 +1113,28 @@ inline size_t attention_split_shared_bytes(int heads, int kvHeads, int d)
     return attention_split_floats(heads / kvHeads, d) * sizeof(float);
 }
 
+inline cudaError_t attention_split_set_shared(size_t bytes)
+{
+    cudaError_t e = cudaFuncSetAttribute(k_attention_split<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    cudaError_t h = cudaFuncSetAttribute(k_attention_split<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e != cudaSuccess ? e : h;
+}
+
 // With outq set, also writes the output quantized (outf may be NULL) when d is a multiple of 32; returns whether it did.
-inline bool launch_attention_decode(const float* q, const float* kc, const float* vc, float* out, float* partial, int heads,
-                                    int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
+inline bool launch_attention_decode(const float* q, const void* kc, const void* vc, int kvType, float* out, float* partial,
+                                    int heads, int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
                                     const float* slopes, int maxKeys, cudaStream_t stream, int8_t* outq = nullptr,
                                     float* outd = nullptr, float* outf = nullptr)
 {
     int splits = attention_splits(maxKeys);
-    launch(k_attention_split, dim3(kvHeads, splits), ATTN_SPLIT_THREADS, attention_split_shared_bytes(heads, kvHeads, d), stream,
-           q, kc, vc, partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+    dim3 grid(kvHeads, splits);
+    size_t shared = attention_split_shared_bytes(heads, kvHeads, d);
+    if (kvType == KV_F16)
+        launch(k_attention_split<__half>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<const __half*>(kc),
+               static_cast<const __half*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+    else
+        launch(k_attention_split<float>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<const float*>(kc),
+               static_cast<const float*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
     if (d % ACT_BLOCK != 0) outq = nullptr;
     launch(k_attention_combine, heads, 128, splits * sizeof(float), stream, partial, out, d, splits, outq, outd, outf);
     return outq != nullptr;

@@ -347,8 +347,9 @@ inline void launch_matmul_mma(const int8_t* xq, const float* xd, int m, int k, c
 // f16 halves (x ≈ hi + lo) and every product takes three MMAs (hi·hi + lo·hi + hi·lo), which keeps about 21 bits
 // of each operand: the results stay within a few 1e-6 of the f32 kernel, so every model and fixture can use it.
 // Scores as k_attention: (q·k + slope·key)·scale, then cap·tanh(score/cap), causal with the sliding window.
-// Head dims are padded with zeros to 32, 64, 128 or 256. The cache stays f32: the next key and value tile is copied
-// into a staging area (cp.async) while the current one is multiplied, then converted to the f16 halves.
+// Head dims are padded with zeros to 32, 64, 128 or 256. The next key and value tile is copied from the cache into a
+// staging area (cp.async) while the current one is multiplied, then converted to the f16 halves. An f16 cache holds
+// the hi halves already and its lo halves are zero: the tile is copied as is and the products with lo K/V are skipped.
 // ---------------------------------------------------------------------------------------------
 
 constexpr int FA_BM = 64, FA_BN = 32, FA_THREADS = 128;
@@ -363,6 +364,13 @@ __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], u
 
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
+__device__ __forceinline__ void cp_async8(void* shared, const void* global)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"((uint32_t)__cvta_generic_to_shared(shared)), "l"(global));
+}
+// Four consecutive cache elements.
+__device__ __forceinline__ void cp_async_kv4(float* shared, const float* global) { cp_async16(shared, global); }
+__device__ __forceinline__ void cp_async_kv4(__half* shared, const __half* global) { cp_async8(shared, global); }
 
 // (x, y) → hi = f16(x, y) and lo = f16(x − hi.x, y − hi.y), x in the low half.
 __device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint32_t& lo)
@@ -373,22 +381,23 @@ __device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint
     lo = half2_bits(__floats2half2_rn(x - back.x, y - back.y));
 }
 
-template <int D>
+template <int D, typename KV>
 struct FlashLayout {
     static constexpr int QS = D + 8;        // row stride (halves) of the q and k tiles: conflict-free fragment loads
     static constexpr int VS = FA_BN + 8;    // row stride of the transposed value tile
-    static constexpr int SS = D + 4;        // row stride (floats) of the staged f32 tiles: conflict-free either way
+    static constexpr int SS = D + 4;        // row stride (elements) of the staged cache tiles: conflict-free either way (f32)
     static constexpr int q = 0, k = 2 * FA_BM * QS, v = k + 2 * FA_BN * QS, halves = v + 2 * D * VS;
-    static constexpr size_t bytes = (size_t)halves * sizeof(__half) + (size_t)2 * FA_BN * SS * sizeof(float);
+    static constexpr size_t bytes = (size_t)halves * sizeof(__half) + (size_t)2 * FA_BN * SS * sizeof(KV);
 };
 
-template <int D>
-__global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __restrict__ q, const float* __restrict__ kc,
-    const float* __restrict__ vc, float* __restrict__ out, int n, int heads, int kvHeads, int d, const int32_t* pos0,
+template <int D, typename KV>
+__global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __restrict__ q, const KV* __restrict__ kc,
+    const KV* __restrict__ vc, float* __restrict__ out, int n, int heads, int kvHeads, int d, const int32_t* pos0,
     int window, float scale, float cap, const float* __restrict__ slopes)
 {
     grid_wait();
-    using L = FlashLayout<D>;
+    using L = FlashLayout<D, KV>;
+    constexpr bool HALF_KV = sizeof(KV) == sizeof(__half);
     constexpr int QS = L::QS, VS = L::VS, SS = L::SS;
     constexpr int FA_TILE_ITEMS = FA_BN * (D / 4) / FA_THREADS;  // float4 loads per thread for a key or value tile (q: twice)
     constexpr int batch = FA_TILE_ITEMS < 8 ? FA_TILE_ITEMS : 8;
@@ -399,7 +408,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
     __half* ql = qh + FA_BM * QS;
     __half* kl = kh + FA_BN * QS;
     __half* vl = vh + D * VS;
-    float* stage = reinterpret_cast<float*>(reinterpret_cast<__half*>(fa_smem4) + L::halves);  // [k | v][FA_BN][SS]
+    KV* stage = reinterpret_cast<KV*>(reinterpret_cast<__half*>(fa_smem4) + L::halves);  // [k | v][FA_BN][SS]
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = lane >> 2, quad = lane & 3;
     // The longest query tiles first: causal blocks differ in work by the key count.
     int t0 = (gridDim.x - 1 - blockIdx.x) * FA_BM, hd = blockIdx.y;
@@ -417,8 +426,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
             int item = tid + i * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4, key = kb + j;
             if (key <= lastPos && dim < d) {
                 int64_t at = (int64_t)key * kvDim + (int64_t)g * d + dim;
-                cp_async16(stage + j * SS + dim, kc + at);
-                cp_async16(stage + (FA_BN + j) * SS + dim, vc + at);
+                cp_async_kv4(stage + j * SS + dim, kc + at);
+                cp_async_kv4(stage + (FA_BN + j) * SS + dim, vc + at);
             }
         }
         cp_async_commit();
@@ -465,25 +474,37 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
 #pragma unroll 4
         for (int i = 0; i < FA_TILE_ITEMS; i++) {
             int item = tid + i * FA_THREADS, j = item / (D / 4), dim = (item % (D / 4)) * 4;
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (kb + j <= lastPos && dim < d) v = *reinterpret_cast<const float4*>(stage + j * SS + dim);
-            uint2 hi, lo;
-            split_half2(v.x, v.y, hi.x, lo.x);
-            split_half2(v.z, v.w, hi.y, lo.y);
-            *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
-            *reinterpret_cast<uint2*>(kl + j * QS + dim) = lo;
+            bool valid = kb + j <= lastPos && dim < d;
+            if constexpr (HALF_KV) {
+                uint2 hi = valid ? *reinterpret_cast<const uint2*>(stage + j * SS + dim) : make_uint2(0u, 0u);
+                *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
+            } else {
+                float4 v = valid ? *reinterpret_cast<const float4*>(stage + j * SS + dim) : make_float4(0.f, 0.f, 0.f, 0.f);
+                uint2 hi, lo;
+                split_half2(v.x, v.y, hi.x, lo.x);
+                split_half2(v.z, v.w, hi.y, lo.y);
+                *reinterpret_cast<uint2*>(kh + j * QS + dim) = hi;
+                *reinterpret_cast<uint2*>(kl + j * QS + dim) = lo;
+            }
         }
 #pragma unroll 4
         for (int i = 0; i < FA_TILE_ITEMS; i++) {
             int item = tid + i * FA_THREADS, j = item % FA_BN, dim = (item / FA_BN) * 4;
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (kb + j <= lastPos && dim < d) v = *reinterpret_cast<const float4*>(stage + (FA_BN + j) * SS + dim);
-            const float vs[4] = {v.x, v.y, v.z, v.w};
+            bool valid = kb + j <= lastPos && dim < d;
+            if constexpr (HALF_KV) {
+                uint2 bits = valid ? *reinterpret_cast<const uint2*>(stage + (FA_BN + j) * SS + dim) : make_uint2(0u, 0u);
+                const uint32_t words[2] = {bits.x, bits.y};
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                __half h = __float2half_rn(vs[e]);
-                vh[(dim + e) * VS + j] = h;
-                vl[(dim + e) * VS + j] = __float2half_rn(vs[e] - __half2float(h));
+                for (int e = 0; e < 4; e++) vh[(dim + e) * VS + j] = __ushort_as_half((unsigned short)(words[e >> 1] >> (16 * (e & 1))));
+            } else {
+                float4 v = valid ? *reinterpret_cast<const float4*>(stage + (FA_BN + j) * SS + dim) : make_float4(0.f, 0.f, 0.f, 0.f);
+                const float vs[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    __half h = __float2half_rn(vs[e]);
+                    vh[(dim + e) * VS + j] = h;
+                    vl[(dim + e) * VS + j] = __float2half_rn(vs[e] - __half2float(h));
+                }
             }
         }
         __syncthreads();  // the converted tile is complete and the staging area free: the next copy overlaps this tile
@@ -513,9 +534,11 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
             for (int nt = 0; nt < FA_BN / 8; nt++) {
                 const int ko = (nt * 8 + group) * QS + kk * 16 + quad * 2;
                 uint32_t bh0 = *reinterpret_cast<const uint32_t*>(kh + ko), bh1 = *reinterpret_cast<const uint32_t*>(kh + ko + 8);
-                uint32_t bl0 = *reinterpret_cast<const uint32_t*>(kl + ko), bl1 = *reinterpret_cast<const uint32_t*>(kl + ko + 8);
                 mma_f16(sx[nt], alo, bh0, bh1);
-                mma_f16(sx[nt], ahi, bl0, bl1);
+                if constexpr (!HALF_KV) {
+                    uint32_t bl0 = *reinterpret_cast<const uint32_t*>(kl + ko), bl1 = *reinterpret_cast<const uint32_t*>(kl + ko + 8);
+                    mma_f16(sx[nt], ahi, bl0, bl1);
+                }
                 mma_f16(s[nt], ahi, bh0, bh1);
             }
         }
@@ -571,9 +594,11 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
             for (int dt = 0; dt < D / 8; dt++) {
                 const int vo = (dt * 8 + group) * VS + kk * 16 + quad * 2;
                 uint32_t bh0 = *reinterpret_cast<const uint32_t*>(vh + vo), bh1 = *reinterpret_cast<const uint32_t*>(vh + vo + 8);
-                uint32_t bl0 = *reinterpret_cast<const uint32_t*>(vl + vo), bl1 = *reinterpret_cast<const uint32_t*>(vl + vo + 8);
                 mma_f16(o[dt], plo, bh0, bh1);
-                mma_f16(o[dt], phi, bl0, bl1);
+                if constexpr (!HALF_KV) {
+                    uint32_t bl0 = *reinterpret_cast<const uint32_t*>(vl + vo), bl1 = *reinterpret_cast<const uint32_t*>(vl + vo + 8);
+                    mma_f16(o[dt], phi, bl0, bl1);
+                }
                 mma_f16(o[dt], phi, bh0, bh1);
             }
         }
@@ -599,50 +624,74 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_attention(const float* __r
 // The padded head dim of the flash kernel, 0 when the head is too wide for it.
 inline int flash_head_dim(int d) { return d <= 32 ? 32 : d <= 64 ? 64 : d <= 128 ? 128 : d <= 256 ? 256 : 0; }
 
-inline size_t flash_attention_shared_bytes(int d)
+template <typename KV>
+inline size_t flash_attention_shared_bytes_typed(int d)
 {
     switch (flash_head_dim(d)) {
-    case 32: return FlashLayout<32>::bytes;
-    case 64: return FlashLayout<64>::bytes;
-    case 128: return FlashLayout<128>::bytes;
-    case 256: return FlashLayout<256>::bytes;
+    case 32: return FlashLayout<32, KV>::bytes;
+    case 64: return FlashLayout<64, KV>::bytes;
+    case 128: return FlashLayout<128, KV>::bytes;
+    case 256: return FlashLayout<256, KV>::bytes;
     default: return 0;
     }
 }
 
-// Raises the kernel's dynamic shared memory limit for head dim d; false when the device cannot hold it (the caller
-// keeps the f32 kernel then).
-inline bool flash_attention_prepare(int d, int optinBytes)
+inline size_t flash_attention_shared_bytes(int d, int kvType)
 {
-    size_t bytes = flash_attention_shared_bytes(d);
-    if (bytes == 0 || bytes > (size_t)optinBytes) return false;
-    cudaError_t e = cudaSuccess;
+    return kvType == KV_F16 ? flash_attention_shared_bytes_typed<__half>(d) : flash_attention_shared_bytes_typed<float>(d);
+}
+
+template <typename KV>
+inline cudaError_t flash_attention_set_shared(int d, size_t bytes)
+{
     switch (flash_head_dim(d)) {
-    case 32: e = cudaFuncSetAttribute(k_flash_attention<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
-    case 64: e = cudaFuncSetAttribute(k_flash_attention<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
-    case 128: e = cudaFuncSetAttribute(k_flash_attention<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
-    default: e = cudaFuncSetAttribute(k_flash_attention<256>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes); break;
+    case 32: return cudaFuncSetAttribute(k_flash_attention<32, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    case 64: return cudaFuncSetAttribute(k_flash_attention<64, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    case 128: return cudaFuncSetAttribute(k_flash_attention<128, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    default: return cudaFuncSetAttribute(k_flash_attention<256, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     }
+}
+
+// Raises the kernel's dynamic shared memory limit for head dim d and the cache type; false when the device cannot hold
+// it (the caller keeps the plain kernel then).
+inline bool flash_attention_prepare(int d, int kvType, int optinBytes)
+{
+    size_t bytes = flash_attention_shared_bytes(d, kvType);
+    if (bytes == 0 || bytes > (size_t)optinBytes) return false;
+    cudaError_t e = kvType == KV_F16 ? flash_attention_set_shared<__half>(d, bytes) : flash_attention_set_shared<float>(d, bytes);
     return e == cudaSuccess;
 }
 
-// After flash_attention_prepare(d) returned true.
-inline void launch_flash_attention(const float* q, const float* kc, const float* vc, float* out, int n, int heads, int kvHeads,
-                                   int d, const int32_t* pos0, int window, float scale, float cap, const float* slopes,
-                                   cudaStream_t stream)
+template <typename KV>
+inline void launch_flash_attention_typed(const float* q, const KV* kc, const KV* vc, float* out, int n, int heads, int kvHeads,
+                                         int d, const int32_t* pos0, int window, float scale, float cap, const float* slopes,
+                                         cudaStream_t stream)
 {
     dim3 grid((n + FA_BM - 1) / FA_BM, heads);
-    size_t bytes = flash_attention_shared_bytes(d);
+    size_t bytes = flash_attention_shared_bytes_typed<KV>(d);
     switch (flash_head_dim(d)) {
-    case 32: launch(k_flash_attention<32>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+    case 32: launch(k_flash_attention<32, KV>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
                     scale, cap, slopes); break;
-    case 64: launch(k_flash_attention<64>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+    case 64: launch(k_flash_attention<64, KV>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
                     scale, cap, slopes); break;
-    case 128: launch(k_flash_attention<128>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+    case 128: launch(k_flash_attention<128, KV>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
                      scale, cap, slopes); break;
-    default: launch(k_flash_attention<256>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
+    default: launch(k_flash_attention<256, KV>, grid, FA_THREADS, bytes, stream, q, kc, vc, out, n, heads, kvHeads, d, pos0, window,
                     scale, cap, slopes); break;
     }
+}
+
+// After flash_attention_prepare(d, kvType) returned true.
+inline void launch_flash_attention(const float* q, const void* kc, const void* vc, int kvType, float* out, int n, int heads,
+                                   int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
+                                   const float* slopes, cudaStream_t stream)
+{
+    if (kvType == KV_F16)
+        launch_flash_attention_typed(q, static_cast<const __half*>(kc), static_cast<const __half*>(vc), out, n, heads, kvHeads, d,
+                                     pos0, window, scale, cap, slopes, stream);
+    else
+        launch_flash_attention_typed(q, static_cast<const float*>(kc), static_cast<const float*>(vc), out, n, heads, kvHeads, d,
+                                     pos0, window, scale, cap, slopes, stream);
 }
 
 } // namespace odllm_cuda

@@ -133,7 +133,8 @@ struct odllm_cuda_sequence {
     int max_keys = 0;  // longest key range a query can see: the attention kernel's shared-memory size
     bool flash = false;  // prefill attention on tensor cores (the head dim fits it and the device's shared memory)
     cudaStream_t stream = nullptr;
-    float* kv = nullptr;  // [layer][k|v][capacity][kv_dim]
+    int kv_type = KV_F32;
+    void* kv = nullptr;  // [layer][k|v][capacity][kv_dim] of kv_type
     float* partial = nullptr;  // split-KV decode attention: per head and split, max, sum and values
     unsigned* counters = nullptr;  // zeroed: the gated GEMV's per-block-of-32-rows completion counters
     // Activations for up to `rows` positions at once.
@@ -186,12 +187,16 @@ struct odllm_cuda_sequence {
         logit_rows = 0;
     }
 
-    float* keys(int layer) const
+    void* keys(int layer) const
     {
         const auto& c = model->c;
-        return kv + (int64_t)layer * 2 * capacity * c.kv_heads * c.head_dim;
+        return static_cast<char*>(kv) + (int64_t)layer * 2 * capacity * c.kv_heads * c.head_dim * (int64_t)kv_element_bytes(kv_type);
     }
-    float* values(int layer) const { return keys(layer) + (int64_t)capacity * model->c.kv_heads * model->c.head_dim; }
+    void* values(int layer) const
+    {
+        const auto& c = model->c;
+        return static_cast<char*>(keys(layer)) + (int64_t)capacity * c.kv_heads * c.head_dim * (int64_t)kv_element_bytes(kv_type);
+    }
 
     int ensure(int n, int logitRows)
     {
@@ -391,23 +396,23 @@ struct odllm_cuda_sequence {
             }
             if (w.q_norm) launch_norm(q, q, w.q_norm, nullptr, n * c.heads, d, c.heads, NORM_LAYER, c.norm_eps, stream);
             if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
-            launch_rope_store(q, k, v, keys(l), values(l), n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos, rope_sin, stream);
+            launch_rope_store(q, k, v, keys(l), values(l), kv_type, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos, rope_sin, stream);
             int window = w.sliding ? c.sliding_window : 0;
             Input ain{att, false, false};
             if (decode) {
                 // The o GEMV's input comes quantized out of the attention's last kernel.
                 bool quantize = needs_int(w.wo);
                 bool f32 = gemv_reads_f32_copy(w.wo);
-                ain.quantized = launch_attention_decode(q, keys(l), values(l), att, partial, c.heads, c.kv_heads, d, pos0, window,
+                ain.quantized = launch_attention_decode(q, keys(l), values(l), kv_type, att, partial, c.heads, c.kv_heads, d, pos0, window,
                                                         c.attn_scale, c.attn_softcap, model->alibi_slopes, max_keys, stream,
                                                         quantize ? xq8 : nullptr, xqd, f32 ? xqf : nullptr);
                 ain.quantizedF32 = ain.quantized && f32;
             }
             else if (flash)
-                launch_flash_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
+                launch_flash_attention(q, keys(l), values(l), kv_type, att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                        c.attn_softcap, model->alibi_slopes, stream);
             else
-                launch_attention(q, keys(l), values(l), att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
+                launch_attention(q, keys(l), values(l), kv_type, att, n, c.heads, c.kv_heads, d, pos0, window, c.attn_scale,
                                  c.attn_softcap, model->alibi_slopes, max_keys, stream);
             switch (c.layout) {
             case 0: { // sequential: x += o(att); x += ffn(ffn_norm(x))
@@ -555,11 +560,14 @@ ODLLM_CUDA_API void odllm_cuda_model_free(odllm_cuda_model* model) { delete mode
 
 ODLLM_CUDA_API int64_t odllm_cuda_model_weight_bytes(const odllm_cuda_model* model) { return model ? model->weight_bytes : 0; }
 
-ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t capacity, odllm_cuda_sequence** sequence)
+ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t capacity, int32_t kv_type,
+                                              odllm_cuda_sequence** sequence)
 {
     if (!model || !sequence) return fail(ODLLM_CUDA_ERR_INVALID, "a required argument is NULL");
     *sequence = nullptr;
     if (capacity <= 0) return fail(ODLLM_CUDA_ERR_INVALID, "the context length must be at least 1, not %d", capacity);
+    if (kv_type != KV_F32 && kv_type != KV_F16)
+        return fail(ODLLM_CUDA_ERR_INVALID, "the KV cache type must be 0 (f32) or 1 (f16), not %d", kv_type);
     const auto& c = model->c;
     CK(cudaSetDevice(model->device), "cudaSetDevice");
     int maxKeys = capacity;
@@ -576,9 +584,9 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
     if (std::max(shared, splitShared) + 128 > (size_t)optin)
         return fail(ODLLM_CUDA_ERR_INVALID, "the attention kernels need %zu bytes of shared memory; this device allows %d",
                     std::max(shared, splitShared), optin);
-    CK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared), "cudaFuncSetAttribute");
-    CK(cudaFuncSetAttribute(k_attention_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)splitShared), "cudaFuncSetAttribute");
-    bool flash = flash_attention_prepare(c.head_dim, optin);
+    CK(attention_set_shared(shared), "cudaFuncSetAttribute");
+    CK(attention_split_set_shared(splitShared), "cudaFuncSetAttribute");
+    bool flash = flash_attention_prepare(c.head_dim, kv_type, optin);
     cudaGetLastError();  // a refused attribute leaves the f32 kernel in use, not an error
 
     auto* s = new (std::nothrow) odllm_cuda_sequence();
@@ -587,10 +595,11 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
     s->capacity = capacity;
     s->max_keys = maxKeys;
     s->flash = flash;
+    s->kv_type = kv_type;
     cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) {
-        size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * sizeof(float);
-        e = cudaMalloc(reinterpret_cast<void**>(&s->kv), bytes);
+        size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * kv_element_bytes(kv_type);
+        e = cudaMalloc(&s->kv, bytes);
     }
     size_t counterBytes = (size_t)(c.ffn / ACT_BLOCK + 1) * sizeof(unsigned);
     if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(&s->counters), counterBytes);

@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define ODLLM_CUDA_ABI_VERSION 1
+#define ODLLM_CUDA_ABI_VERSION 2
 
 typedef enum odllm_cuda_status {
     ODLLM_CUDA_OK = 0,
@@ -88,8 +88,9 @@ ODLLM_CUDA_API void odllm_cuda_model_free(odllm_cuda_model* model);
 /* Bytes of weights the model holds on the device. */
 ODLLM_CUDA_API int64_t odllm_cuda_model_weight_bytes(const odllm_cuda_model* model);
 
-/* A KV cache of `capacity` positions and the activation buffers of one sequence. */
-ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t capacity, odllm_cuda_sequence** sequence);
+/* A KV cache of `capacity` positions in kv_type (0 f32, 1 f16 rounded to nearest even) and one sequence's activations. */
+ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t capacity, int32_t kv_type,
+                                              odllm_cuda_sequence** sequence);
 ODLLM_CUDA_API void odllm_cuda_sequence_free(odllm_cuda_sequence* sequence);
 /* Runs n tokens at positions pos0…pos0+n−1, appending their keys and values. Writes the logits of the last
    position to logits[vocab], or of every position (logits[n·vocab]) when all_positions is non-zero.

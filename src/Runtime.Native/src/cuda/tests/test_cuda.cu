@@ -73,6 +73,50 @@ static std::vector<float> quantize_reference(const std::vector<float>& x, int ro
 static float half_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 static uint16_t float_to_half(float f) { return __half_as_ushort(__float2half(f)); }
 
+// ---- the KV cache in its element type: f32, or binary16 rounded to nearest even ----
+
+static const char* kv_name(int kvType) { return kvType == KV_F16 ? "f16" : "f32"; }
+
+// x as the cache stores it, read back as f32.
+static std::vector<float> kv_rounded(const std::vector<float>& x, int kvType)
+{
+    std::vector<float> r(x);
+    if (kvType == KV_F16)
+        for (auto& e : r) e = half_to_float(float_to_half(e));
+    return r;
+}
+
+// The bytes of x in the cache's element type.
+static std::vector<uint8_t> kv_bytes(const std::vector<float>& x, int kvType)
+{
+    std::vector<uint8_t> b(x.size() * kv_element_bytes(kvType));
+    if (kvType == KV_F16) {
+        for (size_t i = 0; i < x.size(); i++) {
+            uint16_t h = float_to_half(x[i]);
+            memcpy(&b[i * 2], &h, 2);
+        }
+    } else {
+        memcpy(b.data(), x.data(), b.size());
+    }
+    return b;
+}
+
+// Cache bytes back to f32.
+static std::vector<float> kv_floats(const std::vector<uint8_t>& b, int kvType)
+{
+    std::vector<float> x(b.size() / kv_element_bytes(kvType));
+    if (kvType == KV_F16) {
+        for (size_t i = 0; i < x.size(); i++) {
+            uint16_t h;
+            memcpy(&h, &b[i * 2], 2);
+            x[i] = half_to_float(h);
+        }
+    } else {
+        memcpy(x.data(), b.data(), x.size() * sizeof(float));
+    }
+    return x;
+}
+
 static std::vector<uint8_t> random_matrix(int type, int rows, int cols)
 {
     std::vector<uint8_t> b;
@@ -310,7 +354,7 @@ static void test_norm(int kind, int rows, int h, int heads, bool withBias)
     check(what, dx.get(), want, {}, 2e-5);
 }
 
-static void test_rope_store(int n, int heads, int kvHeads, int d, int rotary, int pos0)
+static void test_rope_store(int n, int heads, int kvHeads, int d, int rotary, int pos0, int kvType)
 {
     auto q = random_vector((size_t)n * heads * d), k = random_vector((size_t)n * kvHeads * d), v = random_vector((size_t)n * kvHeads * d);
     int half = rotary / 2, capacity = pos0 + n + 3, kvDim = kvHeads * d;
@@ -331,31 +375,37 @@ static void test_rope_store(int n, int heads, int kvHeads, int d, int rotary, in
     };
     auto wantQ = rotate(q, heads), wantK = rotate(k, kvHeads);
     Device<float> dq(q), dk(k), dv(v), dinv(inv), cosT((size_t)capacity * std::max(half, 1)), sinT((size_t)capacity * std::max(half, 1));
-    Device<float> kc((size_t)capacity * kvDim), vc((size_t)capacity * kvDim);
-    kc.poison();
+    size_t cacheBytes = (size_t)capacity * kvDim * kv_element_bytes(kvType);
+    Device<uint8_t> kc(cacheBytes), vc(cacheBytes);
+    kc.poison();  // NaN in either element type
     vc.poison();
     Device<int32_t> dpos(std::vector<int32_t>{pos0});
     if (half > 0) launch_rope_table(cosT.p, sinT.p, capacity, half, dinv.p, 0);
-    launch_rope_store(dq.p, dk.p, dv.p, kc.p, vc.p, n, heads, kvHeads, d, half, dpos.p, cosT.p, sinT.p, 0);
+    launch_rope_store(dq.p, dk.p, dv.p, kc.p, vc.p, kvType, n, heads, kvHeads, d, half, dpos.p, cosT.p, sinT.p, 0);
     CUDA_OK(cudaGetLastError());
     char what[96];
-    snprintf(what, sizeof what, "rope q n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
+    snprintf(what, sizeof what, "rope q n=%d d=%d rotary=%d pos0=%d %s", n, d, rotary, pos0, kv_name(kvType));
     check(what, dq.get(), wantQ, {}, 1e-5);
-    snprintf(what, sizeof what, "rope k n=%d d=%d rotary=%d pos0=%d", n, d, rotary, pos0);
-    check(what, dk.get(), wantK, {}, 1e-5);
-    auto cache = kc.get(), values = vc.get();
+    snprintf(what, sizeof what, "rope k n=%d d=%d rotary=%d pos0=%d %s", n, d, rotary, pos0, kv_name(kvType));
+    auto gotK = dk.get();
+    check(what, gotK, wantK, {}, 1e-5);
+    auto cache = kv_floats(kc.get(), kvType), values = kv_floats(vc.get(), kvType);
     std::vector<float> storedK(cache.begin() + (size_t)pos0 * kvDim, cache.begin() + (size_t)(pos0 + n) * kvDim);
     std::vector<float> storedV(values.begin() + (size_t)pos0 * kvDim, values.begin() + (size_t)(pos0 + n) * kvDim);
-    snprintf(what, sizeof what, "kv store k n=%d pos0=%d", n, pos0);
-    check(what, storedK, wantK, {}, 1e-5);
-    snprintf(what, sizeof what, "kv store v n=%d pos0=%d", n, pos0);
-    check(what, storedV, std::vector<double>(v.begin(), v.end()), {}, 0.0);
+    // The cache holds the rotated keys and the values exactly as the element type rounds them (to the bit for f16).
+    auto roundedK = kv_rounded(gotK, kvType), roundedV = kv_rounded(v, kvType);
+    snprintf(what, sizeof what, "kv store k n=%d pos0=%d %s", n, pos0, kv_name(kvType));
+    check(what, storedK, std::vector<double>(roundedK.begin(), roundedK.end()), {}, 0.0);
+    snprintf(what, sizeof what, "kv store v n=%d pos0=%d %s", n, pos0, kv_name(kvType));
+    check(what, storedV, std::vector<double>(roundedV.begin(), roundedV.end()), {}, 0.0);
 }
 
-static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int window, float cap, bool alibi)
+// kvType f16: the reference reads the keys and values rounded to binary16, as the kernels do.
+static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int window, float cap, bool alibi, int kvType)
 {
     int total = pos0 + n, kvDim = kvHeads * d;
-    auto q = random_vector((size_t)n * heads * d), kc = random_vector((size_t)total * kvDim), vc = random_vector((size_t)total * kvDim);
+    auto q = random_vector((size_t)n * heads * d);
+    auto kc = kv_rounded(random_vector((size_t)total * kvDim), kvType), vc = kv_rounded(random_vector((size_t)total * kvDim), kvType);
     std::vector<float> slopes(heads);
     for (int h = 0; h < heads; h++) slopes[h] = 0.5f / (h + 1);
     float scale = 1.f / std::sqrt((float)d);
@@ -381,31 +431,34 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
                 want[((size_t)t * heads + h) * d + i] = acc;
             }
         }
-    Device<float> dq(q), dk(kc), dv(vc), dout((size_t)n * heads * d), dslopes(slopes);
+    Device<float> dq(q), dout((size_t)n * heads * d), dslopes(slopes);
+    Device<uint8_t> dk(kv_bytes(kc, kvType)), dv(kv_bytes(vc, kvType));
     Device<int32_t> dpos(std::vector<int32_t>{pos0});
     dout.poison();
     // A capacity beyond the current position, as in a session: the extra keys must not be read.
     int maxKeys = total + 100;
     size_t shared = attention_shared_bytes(d, maxKeys);
-    CUDA_OK(cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
-    launch_attention(dq.p, dk.p, dv.p, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap, alibi ? dslopes.p : nullptr, maxKeys, 0);
+    CUDA_OK(attention_set_shared(shared));
+    launch_attention(dq.p, dk.p, dv.p, kvType, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap, alibi ? dslopes.p : nullptr, maxKeys, 0);
     CUDA_OK(cudaGetLastError());
     char what[128];
-    snprintf(what, sizeof what, "attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
+    snprintf(what, sizeof what, "attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d %s", n, pos0, heads, kvHeads, d, window, cap,
+             alibi, kv_name(kvType));
     check(what, dout.get(), want, {}, 2e-5);
     if (n > 1) {
         int optin = 0;
         CUDA_OK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
-        if (flash_attention_prepare(d, optin)) {
+        if (flash_attention_prepare(d, kvType, optin)) {
             dout.poison();
-            launch_flash_attention(dq.p, dk.p, dv.p, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap,
+            launch_flash_attention(dq.p, dk.p, dv.p, kvType, dout.p, n, heads, kvHeads, d, dpos.p, window, scale, cap,
                                    alibi ? dslopes.p : nullptr, 0);
             CUDA_OK(cudaGetLastError());
-            snprintf(what, sizeof what, "flash attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", n, pos0, heads, kvHeads, d, window, cap, alibi);
+            snprintf(what, sizeof what, "flash attention n=%d pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d %s", n, pos0, heads, kvHeads, d,
+                     window, cap, alibi, kv_name(kvType));
             check(what, dout.get(), want, {}, 5e-5);
         } else {
             printf("skip flash attention d=%d: needs %zu bytes of shared memory, the device allows %d\n", d,
-                   flash_attention_shared_bytes(d), optin);
+                   flash_attention_shared_bytes(d, kvType), optin);
         }
     }
     if (n == 1) {
@@ -417,10 +470,11 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
         partial.poison();
         dout.poison();
         qf.poison();
-        bool quantized = launch_attention_decode(dq.p, dk.p, dv.p, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
+        bool quantized = launch_attention_decode(dq.p, dk.p, dv.p, kvType, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
                                                  alibi ? dslopes.p : nullptr, maxKeys, 0, q.p, qd.p, qf.p);
         CUDA_OK(cudaGetLastError());
-        snprintf(what, sizeof what, "split decode attention pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d", pos0, heads, kvHeads, d, window, cap, alibi);
+        snprintf(what, sizeof what, "split decode attention pos0=%d h=%d/%d d=%d win=%d cap=%g alibi=%d %s", pos0, heads, kvHeads, d, window,
+                 cap, alibi, kv_name(kvType));
         auto got = dout.get();
         check(what, got, want, {}, 2e-5);
         snprintf(what, sizeof what, "split decode attention d=%d quantizes its output iff d %% 32 == 0", d);
@@ -624,27 +678,29 @@ int main()
         test_norm(kind, 3, 2048, 0, false);
     }
     test_norm(NORM_LAYER, 12, 32, 4, false);  // per-head q/k norm
-    test_rope_store(3, 4, 2, 32, 32, 0);
-    test_rope_store(2, 4, 1, 16, 6, 37);
-    test_rope_store(1, 8, 1, 256, 256, 1000);
-    test_rope_store(2, 4, 4, 16, 0, 5);  // ALiBi: only the store
-    test_attention(1, 0, 4, 4, 32, 0, 0.f, false);
-    test_attention(24, 0, 4, 2, 32, 0, 0.f, false);
-    test_attention(1, 39, 8, 1, 256, 0, 0.f, false);
-    test_attention(16, 24, 4, 2, 32, 8, 5.f, false);
-    test_attention(5, 700, 4, 4, 64, 0, 0.f, true);
-    test_attention(1, 1300, 8, 1, 256, 0, 50.f, false);
-    test_attention(1, 1300, 4, 2, 64, 100, 0.f, true);
-    test_attention(1, 63, 4, 2, 32, 0, 0.f, false);
-    test_attention(1, 64, 4, 2, 32, 0, 0.f, false);
-    test_attention(1, 50, 4, 2, 80, 0, 0.f, false);  // d not a multiple of 32: the output is not quantized
-    // Prefill shapes for the flash kernel: several query tiles, ragged ends, padded head dims, GQA/MQA, window, caps.
-    test_attention(150, 0, 8, 1, 256, 0, 0.f, false);
-    test_attention(100, 37, 4, 2, 256, 0, 30.f, false);
-    test_attention(70, 20, 4, 4, 80, 0, 0.f, true);
-    test_attention(130, 0, 4, 2, 64, 50, 0.f, false);
-    test_attention(40, 0, 6, 2, 8, 0, 0.f, false);
-    test_attention(65, 3, 2, 1, 128, 16, 20.f, true);
+    for (int kv : {KV_F32, KV_F16}) {
+        test_rope_store(3, 4, 2, 32, 32, 0, kv);
+        test_rope_store(2, 4, 1, 16, 6, 37, kv);
+        test_rope_store(1, 8, 1, 256, 256, 1000, kv);
+        test_rope_store(2, 4, 4, 16, 0, 5, kv);  // ALiBi: only the store
+        test_attention(1, 0, 4, 4, 32, 0, 0.f, false, kv);
+        test_attention(24, 0, 4, 2, 32, 0, 0.f, false, kv);
+        test_attention(1, 39, 8, 1, 256, 0, 0.f, false, kv);
+        test_attention(16, 24, 4, 2, 32, 8, 5.f, false, kv);
+        test_attention(5, 700, 4, 4, 64, 0, 0.f, true, kv);
+        test_attention(1, 1300, 8, 1, 256, 0, 50.f, false, kv);
+        test_attention(1, 1300, 4, 2, 64, 100, 0.f, true, kv);
+        test_attention(1, 63, 4, 2, 32, 0, 0.f, false, kv);
+        test_attention(1, 64, 4, 2, 32, 0, 0.f, false, kv);
+        test_attention(1, 50, 4, 2, 80, 0, 0.f, false, kv);  // d not a multiple of 32: the output is not quantized
+        // Prefill shapes for the flash kernel: several query tiles, ragged ends, padded head dims, GQA/MQA, window, caps.
+        test_attention(150, 0, 8, 1, 256, 0, 0.f, false, kv);
+        test_attention(100, 37, 4, 2, 256, 0, 30.f, false, kv);
+        test_attention(70, 20, 4, 4, 80, 0, 0.f, true, kv);
+        test_attention(130, 0, 4, 2, 64, 50, 0.f, false, kv);
+        test_attention(40, 0, 6, 2, 8, 0, 0.f, false, kv);
+        test_attention(65, 3, 2, 1, 128, 16, 20.f, true, kv);
+    }
     test_elementwise();
     test_quantize(3, 256);
     test_quantize(2, 72);  // int8 rows of a length that is not a multiple of 32
