@@ -359,6 +359,72 @@ inline void launch_quantize(const float* x, int8_t* q, float* qd, float* qf, int
 inline bool quantizes_activations(int type) { return type == TYPE_INT8 || type == TYPE_Q8_0 || type == TYPE_Q4_0; }
 
 // ---------------------------------------------------------------------------------------------
+// Norms: one block per row of h values. With heads > 0 the weight has one row of h per head and row r uses
+// row r % heads (StableLM 2's per-head q/k LayerNorm). y may equal x.
+// ---------------------------------------------------------------------------------------------
+
+// Row `row` (h values at xr) normalized into yr by the whole block (blockDim a multiple of 32); with q set, also its
+// quantized copy as k_quantize writes it. x is read through L2, so a block that normalizes what the other blocks of its
+// own launch wrote sees their values.
+__device__ __forceinline__ void norm_row(const float* xr, float* yr, const float* __restrict__ wr, const float* __restrict__ b,
+                                         int h, int kind, float eps, int64_t row, int8_t* q, float* qd, float* qf,
+                                         float* shared32)
+{
+    float mean = 0.f, inv;
+    if (kind == NORM_LAYER) {
+        float s = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) s += __ldcg(xr + i);
+        mean = block_sum(s, shared32) / h;
+        float v = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) { float d = __ldcg(xr + i) - mean; v += d * d; }
+        inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
+    } else {
+        float s = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) { float x = __ldcg(xr + i); s += x * x; }
+        inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
+    }
+    // Whole warps walk the row so that a warp holds one block of 32 when the output is also quantized.
+    int lane = threadIdx.x & 31;
+    for (int base = threadIdx.x - lane; base < h; base += blockDim.x) {
+        int i = base + lane;
+        bool valid = i < h;
+        float v = 0.f;
+        if (valid) {
+            float x = __ldcg(xr + i);
+            v = kind == NORM_LAYER ? (x - mean) * inv * wr[i] + (b ? b[i] : 0.f)
+              : x * inv * (kind == NORM_RMS_PLUS_ONE ? 1.f + wr[i] : wr[i]);
+            yr[i] = v;
+        }
+        if (q) {
+            int64_t blocksPerRow = (h + ACT_BLOCK - 1) / ACT_BLOCK;
+            quantize_block32(v, valid, row * h + i, row * blocksPerRow + base / ACT_BLOCK, q, qd, qf);
+        }
+    }
+}
+
+__global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
+                       int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
+{
+    grid_wait();
+    __shared__ float shared32[32];
+    int64_t row = blockIdx.x;
+    norm_row(x + row * h, y + row * h, w + (heads > 0 ? (int64_t)(blockIdx.x % heads) * h : 0), b, h, kind, eps, row, q, qd, qf,
+             shared32);
+}
+
+// With q set (and h a multiple of 32 or not), also writes the quantized output as k_quantize does.
+inline void launch_norm(const float* x, float* y, const float* w, const float* b, int rows, int h, int heads, int kind,
+                        float eps, cudaStream_t stream, int8_t* q = nullptr, float* qd = nullptr, float* qf = nullptr)
+{
+    // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
+    int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
+    launch(k_norm, rows, threads, 0, stream, x, y, w, b, h, heads, kind, eps, q, qd, qf);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Decode GEMV: one input row, up to three matrices of one type in one launch (rows concatenated: q, k and v share a
 // launch), and the step after the product fused in: the bias, the gate (up·act(gate)), the activation, or the residual
 // add. One warp per output row. The integer types with k a multiple of 256 multiply int8 activations with dp4a
@@ -373,6 +439,15 @@ struct GemvMatrix {
     const float* bias;
     float* y;
     int rows;
+};
+
+struct GemvNorm {
+    const float *w, *b;
+    float* y;
+    int8_t* q;
+    float *qd, *qf;
+    int kind;
+    float eps;
 };
 
 struct GemvArgs {
@@ -390,6 +465,11 @@ struct GemvArgs {
     float* yd;
     float* yf;
     unsigned* counters;
+    // RESIDUAL over one matrix, optional (norm.w set): the last block to finish normalizes the whole output into norm.y
+    // as k_norm would, with the quantized copy when norm.q is set (the next step's input, without a launch of its own).
+    // done is one zeroed counter, left zeroed.
+    GemvNorm norm;
+    unsigned* done;
 };
 
 // A warp streams its rows through a ring of GEMV_STAGES slots of 1152 bytes (64 q4_0 or 32 q8_0 blocks).
@@ -490,17 +570,12 @@ __device__ __forceinline__ const uint8_t* part_matrix(const GemvArgs& a, GemvRow
     return a.mode == GEMV_GATED ? a.m[part].w : a.m[r.matrix].w;
 }
 
-// The q8_0/q4_0 rows of this warp — g = first, first + stride, … below total — as one stream of chunks (each row's
-// chunks of part 0, then for GATED of part 1) copied with cp.async into the warp's ring of slots, GEMV_STAGES − 1
-// chunks ahead of the one being multiplied, across row boundaries: a warp never waits for a row's first bytes, and
-// what bounds a GEMV's bandwidth is the bytes in flight per SM, which here need no registers. The first chunks are
-// requested before grid_wait(), since the weights do not depend on the previous kernel. The input (k int8 values and
-// k/32 scales) is copied once into the block's shared memory `input`: read from L1 instead, once per block of 32
-// weights by every lane, it would be evicted by the rings and come from L2 at twice the bytes of the weights.
-// finish(g, dot0, dot1) is called by the whole warp with the warp-reduced products of row g.
-template <int T, typename Finish>
-__device__ __forceinline__ void stream_rows(const GemvArgs& a, int first, int stride, int total, uint4* ring, uint4* input,
-                                            Finish finish)
+// Row g's q8_0/q4_0 products (GATED: of the gate and the up row) as one stream of chunks copied with cp.async into the
+// warp's ring of slots, GEMV_STAGES − 1 chunks ahead of the one being multiplied: what bounds a GEMV's bandwidth is the
+// bytes in flight per SM, and these need no registers. The first chunks are requested before grid_wait(), since the
+// weights do not depend on the previous kernel. Returns the warp-reduced products in d0 (and d1).
+template <int T>
+__device__ __forceinline__ void row_products(const GemvArgs& a, int g, uint4* ring, float& d0, float& d1)
 {
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
     constexpr int chunkBlocks = T == TYPE_Q8_0 ? 32 : 64;
@@ -508,17 +583,13 @@ __device__ __forceinline__ void stream_rows(const GemvArgs& a, int first, int st
     int lane = threadIdx.x & 31;
     int blocks = a.k / 32;
     int chunksPerRow = (blocks + chunkBlocks - 1) / chunkBlocks;
-    int parts = a.mode == GEMV_GATED ? 2 : 1;
-    int perRow = parts * chunksPerRow;
-    int myRows = first < total ? (total - first + stride - 1) / stride : 0;
-    int chunks = myRows * perRow;
+    int chunks = (a.mode == GEMV_GATED ? 2 : 1) * chunksPerRow;
+    GemvRow r = locate_row(a, g);
     // Chunk s into slot s mod GEMV_STAGES; past the end an empty group, so that every step waits for the same count.
     auto request = [&](int s) {
         if (s < chunks) {
-            int g = first + s / perRow * stride, rem = s % perRow, part = rem / chunksPerRow;
-            int c0 = rem % chunksPerRow * chunkBlocks;
+            int part = s / chunksPerRow, c0 = s % chunksPerRow * chunkBlocks;
             int chunk = min(chunkBlocks, blocks - c0);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
-            GemvRow r = locate_row(a, g);
             const uint8_t* src = part_matrix(a, r, part) + ((int64_t)r.row * blocks + c0) * blockBytes;
             uint4* slot = ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS;
             for (int i = lane; i < chunk * blockBytes / 16; i += 32) cp_async16(slot + i, reinterpret_cast<const uint4*>(src) + i);
@@ -528,27 +599,20 @@ __device__ __forceinline__ void stream_rows(const GemvArgs& a, int first, int st
 #pragma unroll
     for (int s = 0; s < GEMV_STAGES - 1; s++) request(s);
     grid_wait();
-    int8_t* xq = reinterpret_cast<int8_t*>(input);
-    float* xd = reinterpret_cast<float*>(xq + a.k);
-    for (int i = threadIdx.x; i < a.k / 16; i += blockDim.x) input[i] = reinterpret_cast<const uint4*>(a.xq)[i];
-    for (int i = threadIdx.x; i < blocks; i += blockDim.x) xd[i] = a.xd[i];
-    __syncthreads();
     float acc0 = 0.f, acc1 = 0.f;
     for (int s = 0; s < chunks; s++) {
         request(s + GEMV_STAGES - 1);  // into the slot the previous step finished with
         cp_async_wait<GEMV_STAGES - 1>();
         __syncwarp();
-        int rem = s % perRow, part = rem / chunksPerRow, c0 = rem % chunksPerRow * chunkBlocks;
+        int c0 = s % chunksPerRow * chunkBlocks;
         const uint8_t* bytes = reinterpret_cast<const uint8_t*>(ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS);
-        float dot = chunk_dot<T>(bytes, c0, min(chunkBlocks, blocks - c0), xq, xd);
-        if (part) acc1 += dot;
+        float dot = chunk_dot<T>(bytes, c0, min(chunkBlocks, blocks - c0), a.xq, a.xd);
+        if (s >= chunksPerRow) acc1 += dot;
         else acc0 += dot;
         __syncwarp();
-        if (rem == perRow - 1) {
-            finish(first + s / perRow * stride, warp_sum(acc0), parts == 2 ? warp_sum(acc1) : 0.f);
-            acc0 = acc1 = 0.f;
-        }
     }
+    d0 = warp_sum(acc0);
+    d1 = chunks > chunksPerRow ? warp_sum(acc1) : 0.f;
 }
 
 // GATED with yq set: after writing row g (lane 0), the warp that completes a block of 32 rows (a counter per block,
@@ -572,80 +636,82 @@ __device__ __forceinline__ void quantize_if_block_complete(const GemvArgs& a, co
     quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
 }
 
-// Persistent: the grid holds as many warps as fit the device at once, and warp w takes the output rows w, w + warps, ….
+// Whether this block is the last of its launch to finish (every warp's rows written, by this block and the others):
+// then its caller may read every row. counter is zeroed and left zeroed.
+__device__ __forceinline__ bool last_block_done(unsigned* counter, bool* flag)
+{
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        *flag = atomicAdd(counter, 1u) + 1 == gridDim.x;
+        if (*flag) *counter = 0;
+    }
+    __syncthreads();
+    if (*flag) __threadfence();
+    return *flag;
+}
+
+// One warp per output row (GATED: per gate and up row pair).
 template <int T, bool INT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
     constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
     __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
-    extern __shared__ uint4 input[];  // RING: gemv_input_bytes(k)
+    __shared__ float shared32[32];
+    __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    uint4* ring = rings + (RING ? warp * GEMV_STAGES * GEMV_SLOT_VECTORS : 0);
-    int first = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
+    int g = blockIdx.x * GEMV_WARPS + warp;
     bool gated = a.mode == GEMV_GATED;
     int total = gated ? a.m[1].rows : a.m[0].rows + (a.count > 1 ? a.m[1].rows : 0) + (a.count > 2 ? a.m[2].rows : 0);
-    auto finish = [&](int g, float d0, float d1) {
-        if (gated) {
-            if (lane == 0) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
-            if (a.yq) quantize_if_block_complete(a, a.m[1].y, total, g);
-            return;
+    if (g >= total) {
+        grid_wait();
+        if (a.norm.w && last_block_done(a.done, &last))
+            norm_row(a.m[0].y, a.norm.y, a.norm.w, a.norm.b, total, a.norm.kind, a.norm.eps, 0, a.norm.q, a.norm.qd, a.norm.qf, shared32);
+        return;
+    }
+    GemvRow r = locate_row(a, g);
+    float d0 = 0.f, d1 = 0.f;
+    if constexpr (RING) {
+        row_products<T>(a, g, rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
+    } else {
+        grid_wait();
+        for (int part = 0; part < (gated ? 2 : 1); part++) {
+            const uint8_t* w = part_matrix(a, r, part);
+            int rows = gated ? a.m[part].rows : a.m[r.matrix].rows;
+            float d;
+            if constexpr (INT && T == TYPE_INT8)
+                d = warp_sum(row_dot_int8(w, r.row, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(w + (int64_t)rows * a.k) + r.row);
+            else
+                d = warp_sum(row_dot_f32<T>(w, r.row, rows, a.k, a.x));
+            if (part) d1 = d;
+            else d0 = d;
         }
-        GemvRow r = locate_row(a, g);
-        const GemvMatrix& m = a.m[r.matrix];
-        float v = d0 + (m.bias ? m.bias[r.row] : 0.f);
-        if (lane != 0) return;
+    }
+    if (gated) {
+        if (lane == 0) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
+        if (a.yq) quantize_if_block_complete(a, a.m[1].y, total, g);
+        return;
+    }
+    const GemvMatrix& m = a.m[r.matrix];
+    float v = d0 + (m.bias ? m.bias[r.row] : 0.f);
+    if (lane == 0) {
         if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
         else if (a.mode == GEMV_RESIDUAL) v = a.resid[r.row] + (a.extra ? v + a.extra[r.row] : v);
         m.y[r.row] = v;
-    };
-    if constexpr (RING) {
-        stream_rows<T>(a, first, stride, total, ring, input, finish);
-    } else {
-        grid_wait();
-        for (int g = first; g < total; g += stride) {
-            GemvRow r = locate_row(a, g);
-            float d[2] = {0.f, 0.f};
-            for (int part = 0; part < (gated ? 2 : 1); part++) {
-                const uint8_t* w = part_matrix(a, r, part);
-                int rows = gated ? a.m[part].rows : a.m[r.matrix].rows;
-                if constexpr (INT && T == TYPE_INT8)
-                    d[part] = warp_sum(row_dot_int8(w, r.row, a.k, a.xq, a.xd)) * __ldg(reinterpret_cast<const float*>(w + (int64_t)rows * a.k) + r.row);
-                else
-                    d[part] = warp_sum(row_dot_f32<T>(w, r.row, rows, a.k, a.x));
-            }
-            finish(g, d[0], d[1]);
-        }
     }
+    if (a.norm.w && last_block_done(a.done, &last))
+        norm_row(m.y, a.norm.y, a.norm.w, a.norm.b, total, a.norm.kind, a.norm.eps, 0, a.norm.q, a.norm.qd, a.norm.qf, shared32);
 }
 
 // dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
 inline bool gemv_uses_int(int type, int k) { return quantizes_activations(type) && k % 256 == 0; }
 
-// The ring kernels' copy of the input: k int8 values and k/32 f32 scales (k % 256 == 0 keeps both 16-byte aligned).
-inline size_t gemv_input_bytes(int k) { return (size_t)k + (size_t)k / 32 * 4; }
-
-// At most as many blocks as fit the device at once, and just enough that every warp streams the same number of rows.
-template <int T, bool INT>
-inline void launch_gemv_persistent(const GemvArgs& a, int rows, cudaStream_t stream)
-{
-    constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
-    size_t shared = RING ? gemv_input_bytes(a.k) : 0;
-    if (RING) cudaFuncSetAttribute(k_gemv<T, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
-    int device = 0, sms = 0, perSm = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, k_gemv<T, INT>, GEMV_WARPS * 32, shared);
-    int64_t resident = (int64_t)std::max(1, sms * perSm) * GEMV_WARPS;
-    int64_t rowsPerWarp = (rows + resident - 1) / resident;
-    int blocks = (int)((rows + rowsPerWarp * GEMV_WARPS - 1) / (rowsPerWarp * GEMV_WARPS));
-    launch(k_gemv<T, INT>, blocks, GEMV_WARPS * 32, shared, stream, a);
-}
-
 template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
-    if (gemv_uses_int(T, a.k)) launch_gemv_persistent<T, true>(a, rows, stream);
-    else launch_gemv_persistent<T, false>(a, rows, stream);
+    int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
+    if (gemv_uses_int(T, a.k)) launch(k_gemv<T, true>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    else launch(k_gemv<T, false>, blocks, GEMV_WARPS * 32, 0, stream, a);
 }
 
 inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)
@@ -693,62 +759,6 @@ inline void launch_embed(const int32_t* tokens, int n, const uint8_t* e, int typ
     case TYPE_Q8_0: launch(k_embed<TYPE_Q8_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
     default: launch(k_embed<TYPE_Q4_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Norms: one block per row of h values. With heads > 0 the weight has one row of h per head and row r uses
-// row r % heads (StableLM 2's per-head q/k LayerNorm). y may equal x.
-// ---------------------------------------------------------------------------------------------
-
-__global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
-                       int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
-{
-    grid_wait();
-    __shared__ float shared32[32];
-    const float* xr = x + (int64_t)blockIdx.x * h;
-    float* yr = y + (int64_t)blockIdx.x * h;
-    const float* wr = w + (heads > 0 ? (int64_t)(blockIdx.x % heads) * h : 0);
-    float mean = 0.f, inv;
-    if (kind == NORM_LAYER) {
-        float s = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i];
-        mean = block_sum(s, shared32) / h;
-        float v = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
-        inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
-    } else {
-        float s = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i] * xr[i];
-        inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
-    }
-    // Whole warps walk the row so that a warp holds one block of 32 when the output is also quantized.
-    int lane = threadIdx.x & 31;
-    for (int base = threadIdx.x - lane; base < h; base += blockDim.x) {
-        int i = base + lane;
-        bool valid = i < h;
-        float v = 0.f;
-        if (valid) {
-            v = kind == NORM_LAYER ? (xr[i] - mean) * inv * wr[i] + (b ? b[i] : 0.f)
-              : xr[i] * inv * (kind == NORM_RMS_PLUS_ONE ? 1.f + wr[i] : wr[i]);
-            yr[i] = v;
-        }
-        if (q) {
-            int64_t blocksPerRow = (h + ACT_BLOCK - 1) / ACT_BLOCK;
-            quantize_block32(v, valid, (int64_t)blockIdx.x * h + i, blockIdx.x * blocksPerRow + base / ACT_BLOCK, q, qd, qf);
-        }
-    }
-}
-
-// With q set (and h a multiple of 32 or not), also writes the quantized output as k_quantize does.
-inline void launch_norm(const float* x, float* y, const float* w, const float* b, int rows, int h, int heads, int kind,
-                        float eps, cudaStream_t stream, int8_t* q = nullptr, float* qd = nullptr, float* qf = nullptr)
-{
-    // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
-    int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
-    launch(k_norm, rows, threads, 0, stream, x, y, w, b, h, heads, kind, eps, q, qd, qf);
 }
 
 // ---------------------------------------------------------------------------------------------
