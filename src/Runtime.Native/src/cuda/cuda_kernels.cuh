@@ -359,72 +359,6 @@ inline void launch_quantize(const float* x, int8_t* q, float* qd, float* qf, int
 inline bool quantizes_activations(int type) { return type == TYPE_INT8 || type == TYPE_Q8_0 || type == TYPE_Q4_0; }
 
 // ---------------------------------------------------------------------------------------------
-// Norms: one block per row of h values. With heads > 0 the weight has one row of h per head and row r uses
-// row r % heads (StableLM 2's per-head q/k LayerNorm). y may equal x.
-// ---------------------------------------------------------------------------------------------
-
-// Row `row` (h values at xr) normalized into yr by the whole block (blockDim a multiple of 32); with q set, also its
-// quantized copy as k_quantize writes it. x is read through L2, so a block that normalizes what the other blocks of its
-// own launch wrote sees their values.
-__device__ __forceinline__ void norm_row(const float* xr, float* yr, const float* __restrict__ wr, const float* __restrict__ b,
-                                         int h, int kind, float eps, int64_t row, int8_t* q, float* qd, float* qf,
-                                         float* shared32)
-{
-    float mean = 0.f, inv;
-    if (kind == NORM_LAYER) {
-        float s = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) s += __ldcg(xr + i);
-        mean = block_sum(s, shared32) / h;
-        float v = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) { float d = __ldcg(xr + i) - mean; v += d * d; }
-        inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
-    } else {
-        float s = 0.f;
-#pragma unroll 4
-        for (int i = threadIdx.x; i < h; i += blockDim.x) { float x = __ldcg(xr + i); s += x * x; }
-        inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
-    }
-    // Whole warps walk the row so that a warp holds one block of 32 when the output is also quantized.
-    int lane = threadIdx.x & 31;
-    for (int base = threadIdx.x - lane; base < h; base += blockDim.x) {
-        int i = base + lane;
-        bool valid = i < h;
-        float v = 0.f;
-        if (valid) {
-            float x = __ldcg(xr + i);
-            v = kind == NORM_LAYER ? (x - mean) * inv * wr[i] + (b ? b[i] : 0.f)
-              : x * inv * (kind == NORM_RMS_PLUS_ONE ? 1.f + wr[i] : wr[i]);
-            yr[i] = v;
-        }
-        if (q) {
-            int64_t blocksPerRow = (h + ACT_BLOCK - 1) / ACT_BLOCK;
-            quantize_block32(v, valid, row * h + i, row * blocksPerRow + base / ACT_BLOCK, q, qd, qf);
-        }
-    }
-}
-
-__global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
-                       int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
-{
-    grid_wait();
-    __shared__ float shared32[32];
-    int64_t row = blockIdx.x;
-    norm_row(x + row * h, y + row * h, w + (heads > 0 ? (int64_t)(blockIdx.x % heads) * h : 0), b, h, kind, eps, row, q, qd, qf,
-             shared32);
-}
-
-// With q set (and h a multiple of 32 or not), also writes the quantized output as k_quantize does.
-inline void launch_norm(const float* x, float* y, const float* w, const float* b, int rows, int h, int heads, int kind,
-                        float eps, cudaStream_t stream, int8_t* q = nullptr, float* qd = nullptr, float* qf = nullptr)
-{
-    // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
-    int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
-    launch(k_norm, rows, threads, 0, stream, x, y, w, b, h, heads, kind, eps, q, qd, qf);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Decode GEMV: one input row, up to three matrices of one type in one launch (rows concatenated: q, k and v share a
 // launch), and the step after the product fused in: the bias, the gate (up·act(gate)), the activation, or the residual
 // add. One warp per output row. The integer types with k a multiple of 256 multiply int8 activations with dp4a
@@ -439,15 +373,6 @@ struct GemvMatrix {
     const float* bias;
     float* y;
     int rows;
-};
-
-struct GemvNorm {
-    const float *w, *b;
-    float* y;
-    int8_t* q;
-    float *qd, *qf;
-    int kind;
-    float eps;
 };
 
 struct GemvArgs {
@@ -465,11 +390,6 @@ struct GemvArgs {
     float* yd;
     float* yf;
     unsigned* counters;
-    // RESIDUAL over one matrix, optional (norm.w set): the last block to finish normalizes the whole output into norm.y
-    // as k_norm would, with the quantized copy when norm.q is set (the next step's input, without a launch of its own).
-    // done is one zeroed counter, left zeroed.
-    GemvNorm norm;
-    unsigned* done;
 };
 
 // A warp streams its rows through a ring of GEMV_STAGES slots of 1152 bytes (64 q4_0 or 32 q8_0 blocks).
@@ -516,36 +436,49 @@ __device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int
 }
 
 // Σ_b (weight scale · activation scale) · Σ q_w·q_x over the `chunk` blocks of a q8_0/q4_0 chunk in shared memory,
-// starting at block `first` of the row; lane i takes blocks i, i + 32, ….
+// starting at block `first` of the row; lane i takes blocks i, i + 32, …. A block's quants start 2 bytes in, so they
+// are read as aligned 32-bit words and funnel-shifted into place (the blocks are 18 or 34 bytes: every other one is
+// 4-byte aligned). q4_0's nibbles are multiplied as 0…15 and 8·Σx taken off after: Σ (q − 8)·x = Σ q·x − 8·Σ x.
 template <int T>
 __device__ __forceinline__ float chunk_dot(const uint8_t* bytes, int first, int chunk, const int8_t* __restrict__ xq,
                                            const float* __restrict__ xd)
 {
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
+    constexpr int words = T == TYPE_Q8_0 ? 8 : 4;
     float acc = 0.f;
     for (int bl = threadIdx.x & 31; bl < chunk; bl += 32) {
-        const uint16_t* blk = reinterpret_cast<const uint16_t*>(bytes + bl * blockBytes);
-        float wd = __half2float(__ushort_as_half(blk[0]));
+        const uint8_t* blk = bytes + bl * blockBytes;
+        float wd = __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(blk)));
+        const uint8_t* quants = blk + 2;
+        const uint32_t* aligned = reinterpret_cast<const uint32_t*>(reinterpret_cast<uintptr_t>(quants) & ~(uintptr_t)3);
+        uint32_t shift = (uint32_t)(reinterpret_cast<uintptr_t>(quants) & 3) * 8;
+        uint32_t q[words];
+        uint32_t low = aligned[0];
+#pragma unroll
+        for (int j = 0; j < words; j++) {
+            uint32_t high = aligned[j + 1];
+            q[j] = __funnelshift_r(low, high, shift);
+            low = high;
+        }
         int b = first + bl;
         const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
         int4 x0 = xv[0], x1 = xv[1];
-        int s;
+        const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+        int s = 0;
         if constexpr (T == TYPE_Q8_0) {
-            s = __dp4a((int)word_at(blk + 1), x0.x, 0);
-            s = __dp4a((int)word_at(blk + 3), x0.y, s); s = __dp4a((int)word_at(blk + 5), x0.z, s);
-            s = __dp4a((int)word_at(blk + 7), x0.w, s); s = __dp4a((int)word_at(blk + 9), x1.x, s);
-            s = __dp4a((int)word_at(blk + 11), x1.y, s); s = __dp4a((int)word_at(blk + 13), x1.z, s);
-            s = __dp4a((int)word_at(blk + 15), x1.w, s);
+#pragma unroll
+            for (int j = 0; j < 8; j++) s = __dp4a((int)q[j], xs[j], s);
         } else {
-            // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble), each + 8.
-            const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-            s = 0;
+            // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble).
+            int sumx = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) sumx = __dp4a(xs[j], 0x01010101, sumx);
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                uint32_t word = word_at(blk + 1 + 2 * j);
-                s = __dp4a((int)__vsub4(word & 0x0F0F0F0Fu, 0x08080808u), xs[j], s);
-                s = __dp4a((int)__vsub4((word >> 4) & 0x0F0F0F0Fu, 0x08080808u), xs[4 + j], s);
+                s = __dp4a((int)(q[j] & 0x0F0F0F0Fu), xs[j], s);
+                s = __dp4a((int)((q[j] >> 4) & 0x0F0F0F0Fu), xs[4 + j], s);
             }
+            s -= 8 * sumx;
         }
         acc = fmaf((float)s, wd * xd[b], acc);
     }
@@ -582,73 +515,67 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g, uint4* ri
     static_assert(chunkBlocks * blockBytes <= GEMV_SLOT_VECTORS * 16, "a chunk fits a slot");
     int lane = threadIdx.x & 31;
     int blocks = a.k / 32;
-    int chunksPerRow = (blocks + chunkBlocks - 1) / chunkBlocks;
-    int chunks = (a.mode == GEMV_GATED ? 2 : 1) * chunksPerRow;
+    bool two = a.mode == GEMV_GATED;
     GemvRow r = locate_row(a, g);
-    // Chunk s into slot s mod GEMV_STAGES; past the end an empty group, so that every step waits for the same count.
-    auto request = [&](int s) {
-        if (s < chunks) {
-            int part = s / chunksPerRow, c0 = s % chunksPerRow * chunkBlocks;
-            int chunk = min(chunkBlocks, blocks - c0);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
-            const uint8_t* src = part_matrix(a, r, part) + ((int64_t)r.row * blocks + c0) * blockBytes;
-            uint4* slot = ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS;
-            for (int i = lane; i < chunk * blockBytes / 16; i += 32) cp_async16(slot + i, reinterpret_cast<const uint4*>(src) + i);
+    const uint8_t* row0 = part_matrix(a, r, 0) + (int64_t)r.row * blocks * blockBytes;
+    const uint8_t* row1 = two ? part_matrix(a, r, 1) + (int64_t)r.row * blocks * blockBytes : nullptr;
+    // The stream: blocks 0, chunkBlocks, … of row 0, then of row 1. Requests run GEMV_STAGES − 1 chunks ahead.
+    int reqPart = 0, reqBlock = 0, slot = 0;
+    auto request = [&]() {
+        if (reqPart < (two ? 2 : 1)) {
+            int chunk = min(chunkBlocks, blocks - reqBlock);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
+            const uint4* src = reinterpret_cast<const uint4*>((reqPart ? row1 : row0) + (int64_t)reqBlock * blockBytes);
+            uint4* dst = ring + slot * GEMV_SLOT_VECTORS;
+            for (int i = lane; i < chunk * blockBytes / 16; i += 32) cp_async16(dst + i, src + i);
+            reqBlock += chunkBlocks;
+            if (reqBlock >= blocks) { reqBlock = 0; reqPart++; }
         }
         cp_async_commit();
+        slot = slot + 1 == GEMV_STAGES ? 0 : slot + 1;
     };
 #pragma unroll
-    for (int s = 0; s < GEMV_STAGES - 1; s++) request(s);
+    for (int s = 0; s < GEMV_STAGES - 1; s++) request();
     grid_wait();
     float acc0 = 0.f, acc1 = 0.f;
-    for (int s = 0; s < chunks; s++) {
-        request(s + GEMV_STAGES - 1);  // into the slot the previous step finished with
-        cp_async_wait<GEMV_STAGES - 1>();
-        __syncwarp();
-        int c0 = s % chunksPerRow * chunkBlocks;
-        const uint8_t* bytes = reinterpret_cast<const uint8_t*>(ring + (s % GEMV_STAGES) * GEMV_SLOT_VECTORS);
-        float dot = chunk_dot<T>(bytes, c0, min(chunkBlocks, blocks - c0), a.xq, a.xd);
-        if (s >= chunksPerRow) acc1 += dot;
-        else acc0 += dot;
-        __syncwarp();
+    int use = 0;
+    for (int part = 0; part < (two ? 2 : 1); part++) {
+        for (int c0 = 0; c0 < blocks; c0 += chunkBlocks) {
+            request();  // into the slot the previous step finished with
+            cp_async_wait<GEMV_STAGES - 1>();
+            __syncwarp();
+            float dot = chunk_dot<T>(reinterpret_cast<const uint8_t*>(ring + use * GEMV_SLOT_VECTORS), c0,
+                                     min(chunkBlocks, blocks - c0), a.xq, a.xd);
+            if (part) acc1 += dot;
+            else acc0 += dot;
+            use = use + 1 == GEMV_STAGES ? 0 : use + 1;
+            __syncwarp();
+        }
     }
     d0 = warp_sum(acc0);
-    d1 = chunks > chunksPerRow ? warp_sum(acc1) : 0.f;
+    d1 = two ? warp_sum(acc1) : 0.f;
 }
 
-// GATED with yq set: after writing row g (lane 0), the warp that completes a block of 32 rows (a counter per block,
-// reset by that warp) quantizes it; the rows written by other warps are read through L2, where their writes are.
-__device__ __forceinline__ void quantize_if_block_complete(const GemvArgs& a, const float* y, int rows, int g)
+// GATED with yq set: each block of 32 rows is written by 32 / GEMV_WARPS thread blocks; the last of them to finish
+// (a counter per block of rows, reset by that block) quantizes it, reading the rows through L2, where the others'
+// writes are. Every warp of the block calls it.
+__device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const float* y, int rows, bool* last)
 {
-    int group = g / ACT_BLOCK;
+    int group = blockIdx.x * GEMV_WARPS / ACT_BLOCK;
     int groupRows = min(ACT_BLOCK, rows - group * ACT_BLOCK);
-    int lane = threadIdx.x & 31;
-    unsigned done = 0;
-    if (lane == 0) {
-        __threadfence();
-        done = atomicAdd(a.counters + group, 1u) + 1;
-    }
-    done = __shfl_sync(0xFFFFFFFFu, done, 0);
-    if (done != (unsigned)groupRows) return;
-    if (lane == 0) a.counters[group] = 0;
-    __threadfence();
-    int i = group * ACT_BLOCK + lane;
-    bool valid = lane < groupRows;
-    quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
-}
-
-// Whether this block is the last of its launch to finish (every warp's rows written, by this block and the others):
-// then its caller may read every row. counter is zeroed and left zeroed.
-__device__ __forceinline__ bool last_block_done(unsigned* counter, bool* flag)
-{
+    unsigned writers = (unsigned)((groupRows + GEMV_WARPS - 1) / GEMV_WARPS);
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        *flag = atomicAdd(counter, 1u) + 1 == gridDim.x;
-        if (*flag) *counter = 0;
+        *last = atomicAdd(a.counters + group, 1u) + 1 == writers;
+        if (*last) a.counters[group] = 0;
     }
     __syncthreads();
-    if (*flag) __threadfence();
-    return *flag;
+    if (*last && threadIdx.x < 32) {
+        __threadfence();
+        int i = group * ACT_BLOCK + threadIdx.x;
+        bool valid = (int)threadIdx.x < groupRows;
+        quantize_block32(valid ? __ldcg(y + i) : 0.f, valid, i, group, a.yq, a.yd, a.yf);
+    }
 }
 
 // One warp per output row (GATED: per gate and up row pair).
@@ -657,7 +584,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
     constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
     __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
-    __shared__ float shared32[32];
     __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = blockIdx.x * GEMV_WARPS + warp;
@@ -665,8 +591,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
     int total = gated ? a.m[1].rows : a.m[0].rows + (a.count > 1 ? a.m[1].rows : 0) + (a.count > 2 ? a.m[2].rows : 0);
     if (g >= total) {
         grid_wait();
-        if (a.norm.w && last_block_done(a.done, &last))
-            norm_row(a.m[0].y, a.norm.y, a.norm.w, a.norm.b, total, a.norm.kind, a.norm.eps, 0, a.norm.q, a.norm.qd, a.norm.qf, shared32);
+        if (gated && a.yq) quantize_completed_rows(a, a.m[1].y, total, &last);
         return;
     }
     GemvRow r = locate_row(a, g);
@@ -689,18 +614,15 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
     }
     if (gated) {
         if (lane == 0) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
-        if (a.yq) quantize_if_block_complete(a, a.m[1].y, total, g);
+        if (a.yq) quantize_completed_rows(a, a.m[1].y, total, &last);
         return;
     }
     const GemvMatrix& m = a.m[r.matrix];
     float v = d0 + (m.bias ? m.bias[r.row] : 0.f);
-    if (lane == 0) {
-        if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
-        else if (a.mode == GEMV_RESIDUAL) v = a.resid[r.row] + (a.extra ? v + a.extra[r.row] : v);
-        m.y[r.row] = v;
-    }
-    if (a.norm.w && last_block_done(a.done, &last))
-        norm_row(m.y, a.norm.y, a.norm.w, a.norm.b, total, a.norm.kind, a.norm.eps, 0, a.norm.q, a.norm.qd, a.norm.qf, shared32);
+    if (lane != 0) return;
+    if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
+    else if (a.mode == GEMV_RESIDUAL) v = a.resid[r.row] + (a.extra ? v + a.extra[r.row] : v);
+    m.y[r.row] = v;
 }
 
 // dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
@@ -759,6 +681,62 @@ inline void launch_embed(const int32_t* tokens, int n, const uint8_t* e, int typ
     case TYPE_Q8_0: launch(k_embed<TYPE_Q8_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
     default: launch(k_embed<TYPE_Q4_0>, n, 128, 0, stream, tokens, e, rows, cols, scale, x); break;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Norms: one block per row of h values. With heads > 0 the weight has one row of h per head and row r uses
+// row r % heads (StableLM 2's per-head q/k LayerNorm). y may equal x.
+// ---------------------------------------------------------------------------------------------
+
+__global__ void k_norm(const float* x, float* y, const float* __restrict__ w, const float* __restrict__ b, int h,
+                       int heads, int kind, float eps, int8_t* q, float* qd, float* qf)
+{
+    grid_wait();
+    __shared__ float shared32[32];
+    const float* xr = x + (int64_t)blockIdx.x * h;
+    float* yr = y + (int64_t)blockIdx.x * h;
+    const float* wr = w + (heads > 0 ? (int64_t)(blockIdx.x % heads) * h : 0);
+    float mean = 0.f, inv;
+    if (kind == NORM_LAYER) {
+        float s = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i];
+        mean = block_sum(s, shared32) / h;
+        float v = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
+        inv = 1.f / sqrtf(block_sum(v, shared32) / h + eps);
+    } else {
+        float s = 0.f;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i] * xr[i];
+        inv = 1.f / sqrtf(block_sum(s, shared32) / h + eps);
+    }
+    // Whole warps walk the row so that a warp holds one block of 32 when the output is also quantized.
+    int lane = threadIdx.x & 31;
+    for (int base = threadIdx.x - lane; base < h; base += blockDim.x) {
+        int i = base + lane;
+        bool valid = i < h;
+        float v = 0.f;
+        if (valid) {
+            v = kind == NORM_LAYER ? (xr[i] - mean) * inv * wr[i] + (b ? b[i] : 0.f)
+              : xr[i] * inv * (kind == NORM_RMS_PLUS_ONE ? 1.f + wr[i] : wr[i]);
+            yr[i] = v;
+        }
+        if (q) {
+            int64_t blocksPerRow = (h + ACT_BLOCK - 1) / ACT_BLOCK;
+            quantize_block32(v, valid, (int64_t)blockIdx.x * h + i, blockIdx.x * blocksPerRow + base / ACT_BLOCK, q, qd, qf);
+        }
+    }
+}
+
+// With q set (and h a multiple of 32 or not), also writes the quantized output as k_quantize does.
+inline void launch_norm(const float* x, float* y, const float* w, const float* b, int rows, int h, int heads, int kind,
+                        float eps, cudaStream_t stream, int8_t* q = nullptr, float* qd = nullptr, float* qf = nullptr)
+{
+    // Enough threads that each holds a few values: the row's passes are latency-bound, not bandwidth-bound.
+    int threads = std::min(1024, std::max(32, (h / 4 + 31) / 32 * 32));
+    launch(k_norm, rows, threads, 0, stream, x, y, w, b, h, heads, kind, eps, q, qd, qf);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ struct odllm_cuda_sequence {
     int kv_type = KV_F32;
     void* kv = nullptr;  // [layer][k|v][capacity][kv_dim] of kv_type
     float* partial = nullptr;  // split-KV decode attention: per head and split, max, sum and values
-    unsigned* counters = nullptr;  // zeroed: the gated GEMV's per-block-of-32-rows completion counters, then GemvArgs::done
+    unsigned* counters = nullptr;  // zeroed: the gated GEMV's per-block-of-32-rows completion counters
     // Activations for up to `rows` positions at once.
     int rows = 0, logit_rows = 0;
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *att_out = nullptr;
@@ -292,31 +292,11 @@ struct odllm_cuda_sequence {
     // Whether a decode GEMV over w reads its input's f32 copy (xqf) rather than the int8 values.
     static bool gemv_reads_f32_copy(const Matrix& w) { return !gemv_uses_int(w.type, w.cols); }
 
-    // The norm a decode residual GEMV applies to its output once every row is written (GemvArgs::norm), into xn and,
-    // when the next product multiplies integers, its quantized copy; *next is that product's input.
-    GemvNorm norm_tail(const float* w, const float* b, bool quantize, Input* next)
-    {
-        const auto& c = model->c;
-        *next = Input{xn, quantize, quantize};  // a one-row quantization also writes the f32 copy (reads_f32_copy)
-        return GemvNorm{w, b, xn, quantize ? xq8 : nullptr, xqd, quantize ? xqf : nullptr, c.norm_kind, c.norm_eps};
-    }
-
-    // The norm that follows layer l's down product: the next layer's attention norm, or the output norm.
-    GemvNorm norm_after(int l, Input* next)
-    {
-        const auto& ls = model->layers;
-        if (l + 1 < (int)ls.size()) {
-            const Layer& w = ls[(size_t)l + 1];
-            return norm_tail(w.attn_norm, w.attn_norm_bias, needs_int(w.wq) || needs_int(w.wk) || needs_int(w.wv), next);
-        }
-        return norm_tail(model->output_norm, model->output_norm_bias, needs_int(model->output), next);
-    }
-
     // One launch over up to three matrices of one type sharing the input (decode only, n = 1). GATED with quantizeOut
-    // also writes the output quantized into hq8/hqd; RESIDUAL with norm also normalizes the output (norm_tail).
+    // also writes the output quantized into hq8/hqd.
     void gemv(Input& in, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
               std::initializer_list<float*> outs, int mode, const float* resid = nullptr, const float* extra = nullptr,
-              bool quantizeOut = false, const GemvNorm* norm = nullptr)
+              bool quantizeOut = false)
     {
         const Matrix& w0 = **ms.begin();
         bool integer = needs_int(w0);
@@ -341,10 +321,6 @@ struct odllm_cuda_sequence {
             a.yq = hq8;
             a.yd = hqd;
             a.counters = counters;
-        }
-        if (norm) {
-            a.norm = *norm;
-            a.done = counters + model->c.ffn / ACT_BLOCK + 1;
         }
         launch_gemv(a, w0.type, stream);
     }
@@ -404,15 +380,10 @@ struct odllm_cuda_sequence {
         const Matrix& e = model->embedding;
         launch_embed(tokens, n, e.data, e.type, e.rows, e.cols, c.embed_scale, x, stream);
         int64_t hn = (int64_t)n * h;
-        // Decoding, each layer's down GEMV also applies the norm that follows it (norm_after).
-        Input normed{};
-        bool prenormed = false;
         for (int l = 0; l < c.layers; l++) {
             const Layer& w = model->layers[l];
             bool ffnInt = needs_int(w.up) || needs_int(w.gate);
-            Input xin = prenormed ? normed
-                      : norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n, needs_int(w.wq) || needs_int(w.wk) || needs_int(w.wv));
-            prenormed = false;
+            Input xin = norm_rows(x, w.attn_norm, w.attn_norm_bias, xn, n, needs_int(w.wq) || needs_int(w.wk) || needs_int(w.wv));
             bool qkvOneType = w.wq.type == w.wk.type && w.wk.type == w.wv.type;
             if (decode && qkvOneType) {
                 gemv(xin, {&w.wq, &w.wk, &w.wv}, {w.bq, w.bk, w.bv}, {q, k, v}, GEMV_PLAIN);
@@ -445,21 +416,12 @@ struct odllm_cuda_sequence {
                                  c.attn_softcap, model->alibi_slopes, max_keys, stream);
             switch (c.layout) {
             case 0: { // sequential: x += o(att); x += ffn(ffn_norm(x))
-                Input fin;
-                if (decode) {
-                    GemvNorm norm = norm_tail(w.ffn_norm, w.ffn_norm_bias, ffnInt, &fin);
-                    gemv(ain, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x, nullptr, false, &norm);
-                } else {
-                    if (uses_mma(w.wo, n)) mma(ain, n, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
-                    else { project(ain, n, w.wo, w.bo, att_out); launch_add(x, att_out, x, hn, stream); }
-                    fin = norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt);
-                }
+                if (decode) gemv(ain, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
+                else if (uses_mma(w.wo, n)) mma(ain, n, {&w.wo}, {w.bo}, {x}, GEMV_RESIDUAL, x);
+                else { project(ain, n, w.wo, w.bo, att_out); launch_add(x, att_out, x, hn, stream); }
+                Input fin = norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt);
                 Input uin = feed_forward(w, fin, n);
-                if (decode) {
-                    GemvNorm norm = norm_after(l, &normed);
-                    gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, nullptr, false, &norm);
-                    prenormed = true;
-                }
+                if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
                 else if (uses_mma(w.down, n)) mma(uin, n, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x);
                 else { project(uin, n, w.down, w.bdown, ffn_out); launch_add(x, ffn_out, x, hn, stream); }
                 break;
@@ -469,11 +431,8 @@ struct odllm_cuda_sequence {
                 // Without an MLP norm the attention norm's output is reused; its quantized copy was overwritten by att's.
                 Input fin = w.ffn_norm ? norm_rows(x, w.ffn_norm, w.ffn_norm_bias, xn, n, ffnInt) : Input{xn, false, false};
                 Input uin = feed_forward(w, fin, n);
-                if (decode) {
-                    GemvNorm norm = norm_after(l, &normed);
-                    gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, att_out, false, &norm);
-                    prenormed = true;
-                } else {
+                if (decode) gemv(uin, {&w.down}, {w.bdown}, {x}, GEMV_RESIDUAL, x, att_out);
+                else {
                     project(uin, n, w.down, w.bdown, ffn_out);
                     launch_add(ffn_out, att_out, ffn_out, hn, stream);
                     launch_add(x, ffn_out, x, hn, stream);
@@ -494,8 +453,7 @@ struct odllm_cuda_sequence {
             }
         }
         int first = allPositions ? 0 : n - 1, count = n - first;
-        Input fin = prenormed ? normed
-                  : norm_rows(x + (int64_t)first * h, model->output_norm, model->output_norm_bias, xn, count, needs_int(model->output));
+        Input fin = norm_rows(x + (int64_t)first * h, model->output_norm, model->output_norm_bias, xn, count, needs_int(model->output));
         project(fin, count, model->output, model->output_bias, logits);
         int64_t logitCount = (int64_t)count * c.vocab;
         if (c.final_softcap > 0) launch_softcap(logits, logitCount, c.final_softcap, stream);
@@ -643,7 +601,7 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
         size_t bytes = (size_t)c.layers * 2 * capacity * c.kv_heads * c.head_dim * kv_element_bytes(kv_type);
         e = cudaMalloc(&s->kv, bytes);
     }
-    size_t counterBytes = (size_t)(c.ffn / ACT_BLOCK + 2) * sizeof(unsigned);
+    size_t counterBytes = (size_t)(c.ffn / ACT_BLOCK + 1) * sizeof(unsigned);
     if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(&s->counters), counterBytes);
     if (e == cudaSuccess) e = cudaMemset(s->counters, 0, counterBytes);
     if (e == cudaSuccess)
