@@ -17,16 +17,10 @@ namespace odllm_cuda {
 //
 // One launch covers up to three matrices sharing the input (q, k and v: each matrix gets its own column tiles),
 // and the step after the product is fused in as in the decode GEMV: bias, residual add, activation, or the gate
-// (GEMV_GATED: a tile holds 64 gate rows and the same 64 up rows, so a thread has both of an output's products),
-// and the gated output can leave already quantized for the next product (the FFN's down projection).
+// (GEMV_GATED: a tile holds 64 gate rows and the same 64 up rows, so a thread has both of an output's products).
 // ---------------------------------------------------------------------------------------------
 
 constexpr int MM_BM = 128, MM_BN = 128, MM_THREADS = 256, MM_STAGE = 4, MM_ROW = MM_STAGE * 32 + 16;
-constexpr int MM_GATED_STRIDE = MM_BN / 2 + 1;  // floats per row of the gated outputs gathered for quantization
-static_assert(MM_BM * MM_GATED_STRIDE * 4 <= 2 * MM_BM * MM_ROW, "the gated outputs fit the staging tiles");
-#ifndef ODLLM_MM_MIN_BLOCKS
-#define ODLLM_MM_MIN_BLOCKS 1
-#endif
 
 struct MmaArgs {
     GemvMatrix m[3];    // GATED: m[0] gate, m[1] up, output in m[1].y
@@ -36,8 +30,6 @@ struct MmaArgs {
     const int8_t* xq;   // [rows][k] int8 activations and their block scales [rows][k / 32]
     const float* xd;
     const float* resid; // RESIDUAL: y = resid + (dot + bias); may equal y
-    int8_t* yq;         // GATED: when set, the output is written quantized as k_quantize would (int8 [rows][n] and
-    float* yd;          // block scales [rows][⌈n/32⌉]) instead of in f32
 };
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], const int (&a)[4], int b0, int b1)
@@ -132,7 +124,7 @@ __device__ __forceinline__ void decode_block_pair(const uint32_t (&raw)[BlockPai
 __host__ __device__ __forceinline__ int mma_column_tiles(int rows, int mode) { return mode == GEMV_GATED ? (rows + MM_BN / 2 - 1) / (MM_BN / 2) : (rows + MM_BN - 1) / MM_BN; }
 
 template <int T>
-__global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(MmaArgs a)
+__global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
 {
     grid_wait();
     __shared__ __align__(16) int8_t tiles[MM_BM + MM_BN][MM_ROW];
@@ -261,8 +253,6 @@ __global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(
     // wn + nt·8 + 2·quad + (e & 1).
     const GemvMatrix& out = a.m[gated ? 1 : mi];
     int n = out.rows;
-    bool quantizeOut = gated && a.yq;
-    float* gathered = reinterpret_cast<float*>(&tiles[0][0]);  // [MM_BM][MM_GATED_STRIDE], the tiles are no longer read
 #pragma unroll
     for (int mt = 0; mt < 4; mt++)
 #pragma unroll
@@ -279,9 +269,7 @@ __global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(
                         g *= __ldg(reinterpret_cast<const float*>(a.m[0].w + (int64_t)n * k) + f);
                         u *= __ldg(reinterpret_cast<const float*>(out.w + (int64_t)n * k) + f);
                     }
-                    float v = (u + (out.bias ? out.bias[f] : 0.f)) * activate(a.activation, g);
-                    if (quantizeOut) gathered[(r - m0) * MM_GATED_STRIDE + f - col0] = v;
-                    else out.y[(int64_t)r * n + f] = v;
+                    out.y[(int64_t)r * n + f] = (u + (out.bias ? out.bias[f] : 0.f)) * activate(a.activation, g);
                 }
             } else {
 #pragma unroll
@@ -297,18 +285,6 @@ __global__ void __launch_bounds__(MM_THREADS, ODLLM_MM_MIN_BLOCKS) k_matmul_mma(
                 }
             }
         }
-    if (quantizeOut) {
-        // A warp per (row, block of 32 outputs); the tile's 64 outputs are two whole blocks of the row.
-        __syncthreads();
-        int blocksPerRow = (n + 31) / 32;
-        for (int pair = warp; pair < 2 * MM_BM; pair += MM_THREADS / 32) {
-            int rl = pair >> 1, b = pair & 1, r = m0 + rl, f = col0 + b * 32 + lane;
-            if (r >= m || col0 + b * 32 >= n) continue;  // warp-uniform
-            bool valid = f < n;
-            float v = valid ? gathered[rl * MM_GATED_STRIDE + b * 32 + lane] : 0.f;
-            quantize_block32(v, valid, (int64_t)r * n + f, (int64_t)r * blocksPerRow + col0 / 32 + b, a.yq, a.yd, nullptr);
-        }
-    }
 }
 
 // The tensor-core path: an integer weight type with more than 8 input rows and whole blocks of 32.

@@ -3,11 +3,13 @@
 
 f32 (the stored weights): last logits of the prompt and of the 40-token sequence within 1e-3 (and the worst
 difference printed), every argmax and the 16 greedy tokens equal. Reduced precision (f16, bf16, int8, q8, q4
-converted on load): the GPU against the managed CPU kernels on the same stored bytes, every argmax and greedy
-token equal and the logits within QUANT_TOLERANCE. The integer types quantize activations per block of 32 on
-both sides; an activation whose scaled value lies within float rounding of a .5 tie can round differently on the
-GPU (its norms sum in another order), which moves logits by up to a few 1e-2 while argmax stays, so the logits
-bound is looser there.
+converted on load): the GPU against the managed CPU kernels on the same stored bytes (both with the KV cache
+type Auto picks), every argmax and greedy token equal and the logits within QUANT_TOLERANCE. The integer types
+quantize activations per block of 32 on both sides; an activation whose scaled value lies within float rounding of
+a .5 tie can round differently on the GPU (its norms sum in another order), which moves logits by up to a few
+1e-2, so the logits bound is looser there, and — as in the xunit CUDA tests — an argmax may differ only where the
+CPU's own margin between its choice and the GPU's is at most twice that bound (a near-tie): the greedy sequences
+are compared up to their first step, which must be such a near-tie when they part.
 
 usage: check_fixtures.py <odllm executable> <fixtures folder> [quant ...]
 Prints one line per check and a closing "N passed, N failed".
@@ -82,9 +84,31 @@ def check_fixture(exe, root, fixture, quants):
             g_cpu = odllm(exe, "generate", folder, "--ids", ids, "--max-new-tokens", "16", "--ignore-eos",
                           "--temperature", "0", "--backend", "managed", "--quant", quant)
             d = max_diff(gpu["last_logits"], cpu["last_logits"])
-            same = gpu["argmax"] == cpu["argmax"] and g_gpu["ids"] == g_cpu["ids"]
-            record(f"{fixture} {quant} gpu vs cpu", d <= QUANT_TOLERANCE.get(quant, TOLERANCE) and same,
-                   f"max|diff| {d:.2e}, argmax+greedy {'equal' if same else 'DIFFER'}")
+            tolerance = QUANT_TOLERANCE.get(quant, TOLERANCE)
+            allowed = 2 * tolerance if quant in ("int8", "q8", "q4") else 0.0
+
+            def cpu_margin(prefix, token):
+                # The CPU's logit of its own choice minus that of `token`, after the ids in prefix.
+                last = odllm(exe, "logits", folder, "--ids", ",".join(map(str, prefix)), "--backend", "managed",
+                             "--quant", quant)["last_logits"]
+                return max(last) - last[token]
+
+            prompt_ids = ref["input_ids"]
+            ties, worst, same = 0, 0.0, True
+            for pos, (a, b) in enumerate(zip(gpu["argmax"], cpu["argmax"])):
+                if a != b:
+                    m = cpu_margin(prompt_ids[:pos + 1], a)
+                    ties, worst, same = ties + 1, max(worst, m), same and m <= allowed
+            parted = next((t for t, (a, b) in enumerate(zip(g_gpu["ids"], g_cpu["ids"])) if a != b), None)
+            if parted is not None:
+                m = cpu_margin(prompt_ids + g_gpu["ids"][:parted], g_gpu["ids"][parted])
+                ties, worst, same = ties + 1, max(worst, m), same and m <= allowed
+            detail = f"max|diff| {d:.2e}, argmax+greedy " + (
+                "equal" if ties == 0 else f"equal but for {ties} near-tie(s), CPU margin <= {worst:.1e}" if same
+                else f"DIFFER (CPU margin {worst:.1e})")
+            if parted is not None:
+                detail += f", greedy parts at step {parted}"
+            record(f"{fixture} {quant} gpu vs cpu", d <= tolerance and same, detail)
         except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
             record(f"{fixture} {quant}", False, str(e)[:200])
     return rows

@@ -280,25 +280,6 @@ static void test_matmul_mma_fused(int type, int m, int k, int mode)
         snprintf(what, sizeof what, "matmul mma %s m=%d k=%d mode=%d matrix %d/%d", type_name(type), m, k, mode, i + 1, count);
         check(what, dy[i]->get(), want, scale, 1e-5);
     }
-    if (mode == GEMV_GATED) {
-        // Quantized output: to the bit what k_quantize makes of the f32 output above.
-        int n = rowsOf[1], blocks = (n + 31) / 32;
-        Device<int8_t> wantQ((size_t)m * n), gotQ((size_t)m * n);
-        Device<float> wantD((size_t)m * blocks), gotD((size_t)m * blocks);
-        launch_quantize(dy[1]->p, wantQ.p, wantD.p, nullptr, m, n, 0);
-        gotQ.poison();
-        gotD.poison();
-        a.yq = gotQ.p;
-        a.yd = gotD.p;
-        launch_matmul_mma(a, type, 0);
-        CUDA_OK(cudaGetLastError());
-        auto wq = wantQ.get(), gq = gotQ.get();
-        auto wd = wantD.get(), gd = gotD.get();
-        g_checks++;
-        bool same = memcmp(wq.data(), gq.data(), wq.size()) == 0 && memcmp(wd.data(), gd.data(), wd.size() * 4) == 0;
-        if (!same) g_failures++;
-        printf("%s matmul mma %s m=%d k=%d gated, quantized output equals k_quantize\n", same ? "ok  " : "FAIL", type_name(type), m, k);
-    }
     for (int i = 0; i < count; i++) { delete dw[i]; delete db[i]; delete dy[i]; }
 }
 
