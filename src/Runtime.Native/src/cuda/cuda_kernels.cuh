@@ -779,6 +779,14 @@ __device__ __forceinline__ float4 kv_load4(const __half* p)
                        __half2float(__ushort_as_half((unsigned short)bits.y)), __half2float(__ushort_as_half((unsigned short)(bits.y >> 16))));
 }
 
+// Rotate-half RoPE of dims (i, i + half) by the angle with this cos and sin; the decode attention applies it too.
+__device__ __forceinline__ void rotate_pair(float& x1, float& x2, float c, float s)
+{
+    float a = x1 * c - x2 * s, b = x2 * c + x1 * s;
+    x1 = a;
+    x2 = b;
+}
+
 // Block t: rotates token t's q and k heads (half may be 0: ALiBi), then stores its k and v rows in the cache.
 template <typename KV>
 __global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, KV* kc, KV* vc, int heads, int kvHeads,
@@ -796,8 +804,9 @@ __global__ void k_rope_store(float* q, float* k, const float* __restrict__ v, KV
         float c = cs[i], s = sn[i];
         float* base = head < heads ? q + ((int64_t)t * heads + head) * d : k + ((int64_t)t * kvHeads + head - heads) * d;
         float x1 = base[i], x2 = base[i + half];
-        base[i] = x1 * c - x2 * s;
-        base[i + half] = x2 * c + x1 * s;
+        rotate_pair(x1, x2, c, s);
+        base[i] = x1;
+        base[i + half] = x2;
     }
     __syncthreads();
     int kvDim = kvHeads * d;
@@ -917,6 +926,13 @@ __device__ __forceinline__ float attention_score(float dot, float slope, int key
     return cap > 0.f ? cap * tanhf(score / cap) : score;
 }
 
+// Decoding without a separate RoPE + store launch: the current token's unrotated k and v rows (k NULL: q is rotated
+// and the cache holds them already), and the cos/sin tables of k_rope_store.
+struct AttentionRope {
+    const float *k, *v, *cos, *sin;
+    int half;
+};
+
 // Per head h: partial + h·part_stride holds [splits] maxima, [splits] sums, then (16-byte aligned) [splits][d] values.
 __host__ __device__ __forceinline__ int64_t part_values(int splits) { return (2 * splits + 3) & ~3; }
 __host__ __device__ __forceinline__ int64_t part_stride(int splits, int d) { return part_values(splits) + (int64_t)splits * d; }
@@ -928,9 +944,9 @@ __host__ __device__ __forceinline__ size_t attention_split_floats(int group, int
 }
 
 template <typename KV>
-__global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const float* __restrict__ q,
-    const KV* __restrict__ kc, const KV* __restrict__ vc, float* __restrict__ partial, int heads, int kvHeads,
-    int d, const int32_t* pos0, int window, float scale, float cap, const float* __restrict__ slopes)
+__global__ void __launch_bounds__(ATTN_SPLIT_THREADS, 1) k_attention_split(const float* __restrict__ q, KV* kc, KV* vc,
+    float* __restrict__ partial, int heads, int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
+    const float* __restrict__ slopes, AttentionRope rope)
 {
     grid_wait();
     extern __shared__ float4 smem4[];
@@ -958,6 +974,32 @@ __global__ void __launch_bounds__(ATTN_SPLIT_THREADS) k_attention_split(const fl
 #pragma unroll 4
     for (int i = threadIdx.x; i < group * d4; i += blockDim.x) reinterpret_cast<float4*>(qs)[i] = q4[i];
     __syncthreads();
+    if (rope.k) {
+        // The current token's RoPE, as k_rope_store computes it: every block rotates its copy of q, and the block
+        // whose keys end at pos appends the rotated key and the value to the cache before reading them back.
+        const float* cs = rope.cos + (int64_t)pos * rope.half;
+        const float* sn = rope.sin + (int64_t)pos * rope.half;
+        for (int idx = threadIdx.x; idx < group * rope.half; idx += blockDim.x) {
+            int hh = idx / rope.half, i = idx % rope.half;
+            float* qh = qs + hh * d;
+            rotate_pair(qh[i], qh[i + rope.half], cs[i], sn[i]);
+        }
+        if (end == pos + 1) {
+            const float* kr = rope.k + (int64_t)g * d;
+            const float* vr = rope.v + (int64_t)g * d;
+            KV* kd = kc + (int64_t)pos * kvDim + (int64_t)g * d;
+            KV* vd = vc + (int64_t)pos * kvDim + (int64_t)g * d;
+            for (int i = threadIdx.x; i < rope.half; i += blockDim.x) {
+                float x1 = kr[i], x2 = kr[i + rope.half];
+                rotate_pair(x1, x2, cs[i], sn[i]);
+                kv_store(kd + i, x1);
+                kv_store(kd + i + rope.half, x2);
+            }
+            for (int i = 2 * rope.half + threadIdx.x; i < d; i += blockDim.x) kv_store(kd + i, kr[i]);
+            for (int i = threadIdx.x; i < d; i += blockDim.x) kv_store(vd + i, vr[i]);
+        }
+        __syncthreads();
+    }
 
     // Scores: lane j takes key j of the chunk and warp w the w-th eighth of the head dims, so every load of a lane is
     // independent and no warp reduction is needed; the eight warps' partial dots meet in shared memory.
@@ -1109,20 +1151,21 @@ inline cudaError_t attention_split_set_shared(size_t bytes)
 }
 
 // With outq set, also writes the output quantized (outf may be NULL) when d is a multiple of 32; returns whether it did.
-inline bool launch_attention_decode(const float* q, const void* kc, const void* vc, int kvType, float* out, float* partial,
+// With rope.k set, q is the unrotated query and the kernel applies RoPE and appends the token's key and value itself.
+inline bool launch_attention_decode(const float* q, void* kc, void* vc, int kvType, float* out, float* partial,
                                     int heads, int kvHeads, int d, const int32_t* pos0, int window, float scale, float cap,
                                     const float* slopes, int maxKeys, cudaStream_t stream, int8_t* outq = nullptr,
-                                    float* outd = nullptr, float* outf = nullptr)
+                                    float* outd = nullptr, float* outf = nullptr, AttentionRope rope = {})
 {
     int splits = attention_splits(maxKeys);
     dim3 grid(kvHeads, splits);
     size_t shared = attention_split_shared_bytes(heads, kvHeads, d);
     if (kvType == KV_F16)
-        launch(k_attention_split<__half>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<const __half*>(kc),
-               static_cast<const __half*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+        launch(k_attention_split<__half>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<__half*>(kc),
+               static_cast<__half*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes, rope);
     else
-        launch(k_attention_split<float>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<const float*>(kc),
-               static_cast<const float*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes);
+        launch(k_attention_split<float>, grid, ATTN_SPLIT_THREADS, shared, stream, q, static_cast<float*>(kc),
+               static_cast<float*>(vc), partial, heads, kvHeads, d, pos0, window, scale, cap, slopes, rope);
     if (d % ACT_BLOCK != 0) outq = nullptr;
     launch(k_attention_combine, heads, 128, splits * sizeof(float), stream, partial, out, d, splits, outq, outd, outf);
     return outq != nullptr;

@@ -392,7 +392,11 @@ struct odllm_cuda_sequence {
             }
             if (w.q_norm) launch_norm(q, q, w.q_norm, nullptr, n * c.heads, d, c.heads, NORM_LAYER, c.norm_eps, stream);
             if (w.k_norm) launch_norm(k, k, w.k_norm, nullptr, n * c.kv_heads, d, c.kv_heads, NORM_LAYER, c.norm_eps, stream);
-            launch_rope_store(q, k, v, keys(l), values(l), kv_type, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos, rope_sin, stream);
+            // Decoding, the attention kernel applies RoPE and appends k and v itself (not after a per-head q/k norm).
+            bool ropeInAttention = decode && !w.q_norm && !w.k_norm;
+            if (!ropeInAttention)
+                launch_rope_store(q, k, v, keys(l), values(l), kv_type, n, c.heads, c.kv_heads, d, c.rotary_dim / 2, pos0, rope_cos,
+                                  rope_sin, stream);
             int window = w.sliding ? c.sliding_window : 0;
             Input ain{att, false, false};
             if (decode) {
@@ -401,7 +405,9 @@ struct odllm_cuda_sequence {
                 bool f32 = gemv_reads_f32_copy(w.wo);
                 ain.quantized = launch_attention_decode(q, keys(l), values(l), kv_type, att, partial, c.heads, c.kv_heads, d, pos0, window,
                                                         c.attn_scale, c.attn_softcap, model->alibi_slopes, max_keys, stream,
-                                                        quantize ? xq8 : nullptr, xqd, f32 ? xqf : nullptr);
+                                                        quantize ? xq8 : nullptr, xqd, f32 ? xqf : nullptr,
+                                                        ropeInAttention ? AttentionRope{k, v, rope_cos, rope_sin, c.rotary_dim / 2}
+                                                                        : AttentionRope{});
                 ain.quantizedF32 = ain.quantized && f32;
             }
             else if (flash)

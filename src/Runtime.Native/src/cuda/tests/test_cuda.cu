@@ -382,6 +382,45 @@ static void test_rope_store(int n, int heads, int kvHeads, int d, int rotary, in
 }
 
 // kvType f16: the reference reads the keys and values rounded to binary16, as the kernels do.
+// Decoding with RoPE and the KV append inside the attention kernel: the output equal to the bit to k_rope_store then
+// the decode attention on the rotated q, and the appended key and value equal to the bit to what k_rope_store wrote.
+static void test_attention_rope_in_kernel(int pos, int heads, int kvHeads, int d, int rotary, int window, int kvType)
+{
+    int half = rotary / 2, capacity = pos + 40, kvDim = kvHeads * d;
+    auto q = random_vector((size_t)heads * d), k = random_vector(kvDim), v = random_vector(kvDim);
+    auto cache = kv_bytes(random_vector((size_t)capacity * kvDim), kvType), values = kv_bytes(random_vector((size_t)capacity * kvDim), kvType);
+    std::vector<float> inv(std::max(half, 1));
+    for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / std::max(rotary, 1)));
+    Device<float> dinv(inv), cosT((size_t)capacity * std::max(half, 1)), sinT((size_t)capacity * std::max(half, 1));
+    if (half > 0) launch_rope_table(cosT.p, sinT.p, capacity, half, dinv.p, 0);
+    Device<int32_t> dpos(std::vector<int32_t>{pos});
+    float scale = 1.f / std::sqrt((float)d);
+    int maxKeys = capacity;
+    // Separate launches.
+    Device<float> qa(q), ka(k), va(v), outA((size_t)heads * d), partialA(attention_partial_floats(heads, d, maxKeys));
+    Device<uint8_t> kcA(cache), vcA(values);
+    launch_rope_store(qa.p, ka.p, va.p, kcA.p, vcA.p, kvType, 1, heads, kvHeads, d, half, dpos.p, cosT.p, sinT.p, 0);
+    launch_attention_decode(qa.p, kcA.p, vcA.p, kvType, outA.p, partialA.p, heads, kvHeads, d, dpos.p, window, scale, 0.f, nullptr,
+                            maxKeys, 0);
+    // One attention launch on the unrotated q, k and v.
+    Device<float> qb(q), kb(k), vb(v), outB((size_t)heads * d), partialB(attention_partial_floats(heads, d, maxKeys));
+    Device<uint8_t> kcB(cache), vcB(values);
+    outB.poison();
+    launch_attention_decode(qb.p, kcB.p, vcB.p, kvType, outB.p, partialB.p, heads, kvHeads, d, dpos.p, window, scale, 0.f, nullptr,
+                            maxKeys, 0, nullptr, nullptr, nullptr, AttentionRope{kb.p, vb.p, cosT.p, sinT.p, half});
+    CUDA_OK(cudaGetLastError());
+    auto a = outA.get();
+    char what[128];
+    snprintf(what, sizeof what, "decode attention with RoPE + append inside pos=%d h=%d/%d d=%d rotary=%d win=%d %s", pos, heads,
+             kvHeads, d, rotary, window, kv_name(kvType));
+    check(what, outB.get(), std::vector<double>(a.begin(), a.end()), {}, 0.0);
+    auto cacheA = kcA.get(), cacheB = kcB.get(), valuesA = vcA.get(), valuesB = vcB.get();
+    g_checks++;
+    bool same = cacheA == cacheB && valuesA == valuesB;
+    if (!same) g_failures++;
+    printf("%s %s: caches equal to the bit\n", same ? "ok  " : "FAIL", what);
+}
+
 static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int window, float cap, bool alibi, int kvType)
 {
     int total = pos0 + n, kvDim = kvHeads * d;
@@ -681,6 +720,9 @@ int main()
         test_attention(130, 0, 4, 2, 64, 50, 0.f, false, kv);
         test_attention(40, 0, 6, 2, 8, 0, 0.f, false, kv);
         test_attention(65, 3, 2, 1, 128, 16, 20.f, true, kv);
+        test_attention_rope_in_kernel(1030, 8, 1, 256, 256, 0, kv);  // Gemma-2B's shape
+        test_attention_rope_in_kernel(70, 8, 2, 64, 16, 20, kv);      // partial rotary, GQA, sliding window
+        test_attention_rope_in_kernel(0, 4, 4, 32, 0, 0, kv);         // ALiBi: only the append; the first position
     }
     test_elementwise();
     test_quantize(3, 256);
