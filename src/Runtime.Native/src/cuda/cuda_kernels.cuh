@@ -780,9 +780,10 @@ __device__ __forceinline__ float4 kv_load4(const __half* p)
 }
 
 // Rotate-half RoPE of dims (i, i + half) by the angle with this cos and sin; the decode attention applies it too.
+// Rounded after each product (no FMA contraction), as the CPU computes it, and alike wherever it is inlined.
 __device__ __forceinline__ void rotate_pair(float& x1, float& x2, float c, float s)
 {
-    float a = x1 * c - x2 * s, b = x2 * c + x1 * s;
+    float a = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)), b = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
     x1 = a;
     x2 = b;
 }
