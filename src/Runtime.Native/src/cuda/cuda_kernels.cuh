@@ -435,17 +435,17 @@ __device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int
 }
 
 // Σ_b (weight scale · activation scale) · Σ q_w·q_x over the `chunk` blocks of a q8_0/q4_0 chunk in shared memory,
-// starting at block `first` of the row; lane i takes blocks i, i + 32, …. A block's quants start 2 bytes in, so they
+// starting at block `first` of the row; lane i of the LANES that share the row takes blocks i, i + LANES, …. A block's quants start 2 bytes in, so they
 // are read as aligned 32-bit words and funnel-shifted into place (the blocks are 18 or 34 bytes: every other one is
 // 4-byte aligned). q4_0's nibbles are multiplied as 0…15 and 8·Σx taken off after: Σ (q − 8)·x = Σ q·x − 8·Σ x.
-template <int T>
+template <int T, int LANES>
 __device__ __forceinline__ float chunk_dot(const uint8_t* bytes, int first, int chunk, const int8_t* __restrict__ xq,
                                            const float* __restrict__ xd)
 {
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
     constexpr int words = T == TYPE_Q8_0 ? 8 : 4;
     float acc = 0.f;
-    for (int bl = threadIdx.x & 31; bl < chunk; bl += 32) {
+    for (int bl = threadIdx.x & (LANES - 1); bl < chunk; bl += LANES) {
         const uint8_t* blk = bytes + bl * blockBytes;
         float wd = __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(blk)));
         const uint8_t* quants = blk + 2;
@@ -502,30 +502,50 @@ __device__ __forceinline__ const uint8_t* part_matrix(const GemvArgs& a, GemvRow
     return a.mode == GEMV_GATED ? a.m[part].w : a.m[r.matrix].w;
 }
 
-// Row g's q8_0/q4_0 products (GATED: of the gate and the up row) as one stream of chunks copied with cp.async into the
-// warp's ring of slots, GEMV_STAGES − 1 chunks ahead of the one being multiplied, without holding them in registers
-// (measured 2% faster than one chunk staged through registers). The first chunks are requested before grid_wait(),
-// since the weights do not depend on the previous kernel. Returns the warp-reduced products in d0 (and d1).
-template <int T>
-__device__ __forceinline__ void row_products(const GemvArgs& a, int g, uint4* ring, float& d0, float& d1)
+// Sum over the LANES lanes (a power of two) that share a row; every one of them gets it.
+template <int LANES>
+__device__ __forceinline__ float group_sum(float v)
 {
+#pragma unroll
+    for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    return v;
+}
+
+// The q8_0/q4_0 products of rows g0 … g0 + ROWS − 1 (GATED: of their gate and up rows; ROWS > 1 only for one matrix
+// or GATED, whose rows are consecutive), each shared by 32 / ROWS lanes, as one stream of chunks copied with cp.async
+// into the warp's ring of slots, GEMV_STAGES − 1 chunks ahead of the one being multiplied, without holding them in
+// registers (measured 2% faster than one chunk staged through registers). A slot holds the same blocks of the ROWS
+// rows, 1152 bytes in all. Several rows per warp spread a row's fixed cost (set-up, reduction, epilogue) over more
+// blocks. The first chunks are requested before grid_wait(), since the weights do not depend on the previous kernel.
+// Returns, in every lane, its row's reduced products in d0 (and d1).
+template <int T, int ROWS>
+__device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int total, uint4* ring, float& d0, float& d1)
+{
+    constexpr int LANES = 32 / ROWS;
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
-    constexpr int chunkBlocks = T == TYPE_Q8_0 ? 32 : 64;
-    static_assert(chunkBlocks * blockBytes <= GEMV_SLOT_VECTORS * 16, "a chunk fits a slot");
+    constexpr int chunkBlocks = (T == TYPE_Q8_0 ? 32 : 64) / ROWS;
+    constexpr int rowSlot = chunkBlocks * blockBytes / 16;  // vectors of one row in a slot
+    static_assert(ROWS * rowSlot <= GEMV_SLOT_VECTORS && chunkBlocks % 8 == 0, "a chunk fits a slot, in whole vectors");
     int lane = threadIdx.x & 31;
     int blocks = a.k / 32;
+    int64_t rowBytes = (int64_t)blocks * blockBytes;
+    int rowsHere = min(ROWS, total - g0);
     bool two = a.mode == GEMV_GATED;
-    GemvRow r = locate_row(a, g);
-    const uint8_t* row0 = part_matrix(a, r, 0) + (int64_t)r.row * blocks * blockBytes;
-    const uint8_t* row1 = two ? part_matrix(a, r, 1) + (int64_t)r.row * blocks * blockBytes : nullptr;
-    // The stream: blocks 0, chunkBlocks, … of row 0, then of row 1. Requests run GEMV_STAGES − 1 chunks ahead.
+    GemvRow r = locate_row(a, g0);
+    const uint8_t* row0 = part_matrix(a, r, 0) + r.row * rowBytes;
+    const uint8_t* row1 = two ? part_matrix(a, r, 1) + r.row * rowBytes : nullptr;
+    // The stream: blocks 0, chunkBlocks, … of the rows, then of their second rows. Requests run GEMV_STAGES − 1 ahead.
     int reqPart = 0, reqBlock = 0, slot = 0;
     auto request = [&]() {
         if (reqPart < (two ? 2 : 1)) {
             int chunk = min(chunkBlocks, blocks - reqBlock);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
-            const uint4* src = reinterpret_cast<const uint4*>((reqPart ? row1 : row0) + (int64_t)reqBlock * blockBytes);
+            int vectors = chunk * blockBytes / 16;
+            const uint8_t* src = (reqPart ? row1 : row0) + (int64_t)reqBlock * blockBytes;
             uint4* dst = ring + slot * GEMV_SLOT_VECTORS;
-            for (int i = lane; i < chunk * blockBytes / 16; i += 32) cp_async16(dst + i, src + i);
+            for (int i = lane; i < rowsHere * vectors; i += 32) {
+                int rr = i / vectors, j = i - rr * vectors;
+                cp_async16(dst + rr * rowSlot + j, reinterpret_cast<const uint4*>(src + rr * rowBytes) + j);
+            }
             reqBlock += chunkBlocks;
             if (reqBlock >= blocks) { reqBlock = 0; reqPart++; }
         }
@@ -535,6 +555,7 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g, uint4* ri
 #pragma unroll
     for (int s = 0; s < GEMV_STAGES - 1; s++) request();
     grid_wait();
+    int mine = lane / LANES;
     float acc0 = 0.f, acc1 = 0.f;
     int use = 0;
     for (int part = 0; part < (two ? 2 : 1); part++) {
@@ -542,26 +563,28 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g, uint4* ri
             request();  // into the slot the previous step finished with
             cp_async_wait<GEMV_STAGES - 1>();
             __syncwarp();
-            float dot = chunk_dot<T>(reinterpret_cast<const uint8_t*>(ring + use * GEMV_SLOT_VECTORS), c0,
-                                     min(chunkBlocks, blocks - c0), a.xq, a.xd);
+            float dot = 0.f;
+            if (mine < rowsHere)
+                dot = chunk_dot<T, LANES>(reinterpret_cast<const uint8_t*>(ring + use * GEMV_SLOT_VECTORS + mine * rowSlot), c0,
+                                          min(chunkBlocks, blocks - c0), a.xq, a.xd);
             if (part) acc1 += dot;
             else acc0 += dot;
             use = use + 1 == GEMV_STAGES ? 0 : use + 1;
             __syncwarp();
         }
     }
-    d0 = warp_sum(acc0);
-    d1 = two ? warp_sum(acc1) : 0.f;
+    d0 = group_sum<LANES>(acc0);
+    d1 = two ? group_sum<LANES>(acc1) : 0.f;
 }
 
-// GATED with yq set: each block of 32 rows is written by 32 / GEMV_WARPS thread blocks; the last of them to finish
+// GATED with yq set: each block of 32 rows is written by 32 / rowsPerBlock thread blocks; the last of them to finish
 // (a counter per block of rows, reset by that block) quantizes it, reading the rows through L2, where the others'
 // writes are. Every warp of the block calls it.
-__device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const float* y, int rows, bool* last)
+__device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const float* y, int rows, int rowsPerBlock, bool* last)
 {
-    int group = blockIdx.x * GEMV_WARPS / ACT_BLOCK;
+    int group = blockIdx.x * rowsPerBlock / ACT_BLOCK;
     int groupRows = min(ACT_BLOCK, rows - group * ACT_BLOCK);
-    unsigned writers = (unsigned)((groupRows + GEMV_WARPS - 1) / GEMV_WARPS);
+    unsigned writers = (unsigned)((groupRows + rowsPerBlock - 1) / rowsPerBlock);
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -577,27 +600,29 @@ __device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const
     }
 }
 
-// One warp per output row (GATED: per gate and up row pair).
-template <int T, bool INT>
+// ROWS output rows per warp (GATED: gate and up row pairs); ROWS > 1 for the ring types only.
+template <int T, bool INT, int ROWS>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
     constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
+    static_assert(RING || ROWS == 1, "several rows per warp on the ring path only");
+    constexpr int LANES = 32 / ROWS;
     __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
     __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int g = blockIdx.x * GEMV_WARPS + warp;
+    int g0 = (blockIdx.x * GEMV_WARPS + warp) * ROWS, g = g0 + lane / LANES;
     bool gated = a.mode == GEMV_GATED;
     int total = gated ? a.m[1].rows : a.m[0].rows + (a.count > 1 ? a.m[1].rows : 0) + (a.count > 2 ? a.m[2].rows : 0);
-    if (g >= total) {
+    if (g0 >= total) {
         grid_wait();
-        if (gated && a.yq) quantize_completed_rows(a, a.m[1].y, total, &last);
+        if (gated && a.yq) quantize_completed_rows(a, a.m[1].y, total, GEMV_WARPS * ROWS, &last);
         return;
     }
-    GemvRow r = locate_row(a, g);
     float d0 = 0.f, d1 = 0.f;
     if constexpr (RING) {
-        row_products<T>(a, g, rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
+        row_products<T, ROWS>(a, g0, total, rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
     } else {
+        GemvRow r = locate_row(a, g);
         grid_wait();
         for (int part = 0; part < (gated ? 2 : 1); part++) {
             const uint8_t* w = part_matrix(a, r, part);
@@ -611,14 +636,16 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
             else d0 = d;
         }
     }
+    bool writes = lane % LANES == 0 && g < total;
     if (gated) {
-        if (lane == 0) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
-        if (a.yq) quantize_completed_rows(a, a.m[1].y, total, &last);
+        if (writes) a.m[1].y[g] = (d1 + (a.m[1].bias ? a.m[1].bias[g] : 0.f)) * activate(a.activation, d0);
+        if (a.yq) quantize_completed_rows(a, a.m[1].y, total, GEMV_WARPS * ROWS, &last);
         return;
     }
+    if (!writes) return;
+    GemvRow r = locate_row(a, g);
     const GemvMatrix& m = a.m[r.matrix];
     float v = d0 + (m.bias ? m.bias[r.row] : 0.f);
-    if (lane != 0) return;
     if (a.mode == GEMV_ACTIVATE) v = activate(a.activation, v);
     else if (a.mode == GEMV_RESIDUAL) v = a.resid[r.row] + (a.extra ? v + a.extra[r.row] : v);
     m.y[r.row] = v;
@@ -627,12 +654,26 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 // dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
 inline bool gemv_uses_int(int type, int k) { return quantizes_activations(type) && k % 256 == 0; }
 
+// Matrices of many rows (the gated FFN, the output head) take four rows per warp: the grid still fills the device.
+inline bool gemv_rows_per_warp_4(const GemvArgs& a, int rows)
+{
+    static const bool allowed = [] { const char* v = std::getenv("ODLLM_CUDA_GEMV_ROWS"); return !(v && v[0] == '1'); }();  // EXPERIMENT
+    return allowed && (a.mode == GEMV_GATED || a.count == 1) && rows >= 16384;
+}
+
 template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
+    bool integer = gemv_uses_int(T, a.k);
+    if constexpr (T == TYPE_Q8_0 || T == TYPE_Q4_0) {
+        if (integer && gemv_rows_per_warp_4(a, rows)) {
+            launch(k_gemv<T, true, 4>, (rows + 4 * GEMV_WARPS - 1) / (4 * GEMV_WARPS), GEMV_WARPS * 32, 0, stream, a);
+            return;
+        }
+    }
     int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
-    if (gemv_uses_int(T, a.k)) launch(k_gemv<T, true>, blocks, GEMV_WARPS * 32, 0, stream, a);
-    else launch(k_gemv<T, false>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    if (integer) launch(k_gemv<T, true, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    else launch(k_gemv<T, false, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
 }
 
 inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)

@@ -747,6 +747,9 @@ int main()
         // More rows than the device holds warps at once: each warp streams several rows through its ring.
         test_gemv(type, 256, GEMV_PLAIN, 3, 20000);
         test_gemv(type, 2048, GEMV_GATED, 2, 12008);
+        // 16384 rows and more: four rows per warp for the block types (a last warp with 2 rows; a last group of 8 rows).
+        test_gemv(type, 2048, GEMV_ACTIVATE, 1, 16386);
+        test_gemv(type, 512, GEMV_GATED, 2, 16392);
         test_gemv(type, 512, GEMV_ACTIVATE, 1);
     }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
