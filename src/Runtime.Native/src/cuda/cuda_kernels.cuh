@@ -517,9 +517,11 @@ __device__ __forceinline__ float group_sum(float v)
 // registers (measured 2% faster than one chunk staged through registers). A slot holds the same blocks of the ROWS
 // rows, 1152 bytes in all. Several rows per warp spread a row's fixed cost (set-up, reduction, epilogue) over more
 // blocks. The first chunks are requested before grid_wait(), since the weights do not depend on the previous kernel.
-// Returns, in every lane, its row's reduced products in d0 (and d1).
+// Only blocks from … to − 1 of the rows (a multiple of 8 apart) are multiplied. Returns, in every lane, its row's
+// reduced products in d0 (and d1).
 template <int T, int ROWS>
-__device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int total, uint4* ring, float& d0, float& d1)
+__device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int total, int from, int to, uint4* ring, float& d0,
+                                             float& d1)
 {
     constexpr int LANES = 32 / ROWS;
     constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
@@ -534,11 +536,12 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
     GemvRow r = locate_row(a, g0);
     const uint8_t* row0 = part_matrix(a, r, 0) + r.row * rowBytes;
     const uint8_t* row1 = two ? part_matrix(a, r, 1) + r.row * rowBytes : nullptr;
-    // The stream: blocks 0, chunkBlocks, … of the rows, then of their second rows. Requests run GEMV_STAGES − 1 ahead.
-    int reqPart = 0, reqBlock = 0, slot = 0;
+    // The stream: blocks from, from + chunkBlocks, … of the rows, then of their second rows. Requests run
+    // GEMV_STAGES − 1 ahead.
+    int reqPart = 0, reqBlock = from, slot = 0;
     auto request = [&]() {
         if (reqPart < (two ? 2 : 1)) {
-            int chunk = min(chunkBlocks, blocks - reqBlock);  // a multiple of 8 (k % 256 == 0), so chunk·blockBytes is of 16
+            int chunk = min(chunkBlocks, to - reqBlock);  // a multiple of 8, so chunk·blockBytes is of 16
             int vectors = chunk * blockBytes / 16;
             const uint8_t* src = (reqPart ? row1 : row0) + (int64_t)reqBlock * blockBytes;
             uint4* dst = ring + slot * GEMV_SLOT_VECTORS;
@@ -547,7 +550,7 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
                 cp_async16(dst + rr * rowSlot + j, reinterpret_cast<const uint4*>(src + rr * rowBytes) + j);
             }
             reqBlock += chunkBlocks;
-            if (reqBlock >= blocks) { reqBlock = 0; reqPart++; }
+            if (reqBlock >= to) { reqBlock = from; reqPart++; }
         }
         cp_async_commit();
         slot = slot + 1 == GEMV_STAGES ? 0 : slot + 1;
@@ -559,14 +562,14 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
     float acc0 = 0.f, acc1 = 0.f;
     int use = 0;
     for (int part = 0; part < (two ? 2 : 1); part++) {
-        for (int c0 = 0; c0 < blocks; c0 += chunkBlocks) {
+        for (int c0 = from; c0 < to; c0 += chunkBlocks) {
             request();  // into the slot the previous step finished with
             cp_async_wait<GEMV_STAGES - 1>();
             __syncwarp();
             float dot = 0.f;
             if (mine < rowsHere)
                 dot = chunk_dot<T, LANES>(reinterpret_cast<const uint8_t*>(ring + use * GEMV_SLOT_VECTORS + mine * rowSlot), c0,
-                                          min(chunkBlocks, blocks - c0), a.xq, a.xd);
+                                          min(chunkBlocks, to - c0), a.xq, a.xd);
             if (part) acc1 += dot;
             else acc0 += dot;
             use = use + 1 == GEMV_STAGES ? 0 : use + 1;
@@ -600,27 +603,46 @@ __device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const
     }
 }
 
-// ROWS output rows per warp (GATED: gate and up row pairs); ROWS > 1 for the ring types only.
-template <int T, bool INT, int ROWS>
+// ROWS output rows per warp (GATED: gate and up row pairs), or one row per KSPLIT warps of a block, each taking a
+// 1/KSPLIT of k (one matrix, not GATED): what a long row needs to keep enough warps streaming. ROWS and KSPLIT > 1 for
+// the ring types only.
+template <int T, bool INT, int ROWS, int KSPLIT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
 {
     constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
-    static_assert(RING || ROWS == 1, "several rows per warp on the ring path only");
+    static_assert(RING || (ROWS == 1 && KSPLIT == 1), "several rows per warp or warps per row on the ring path only");
+    static_assert(ROWS == 1 || KSPLIT == 1, "not both");
     constexpr int LANES = 32 / ROWS;
     __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
+    __shared__ float partial[GEMV_WARPS];
     __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int g0 = (blockIdx.x * GEMV_WARPS + warp) * ROWS, g = g0 + lane / LANES;
+    int unit = blockIdx.x * GEMV_WARPS + warp, share = unit % KSPLIT;
+    int g0 = unit / KSPLIT * ROWS, g = g0 + lane / LANES;
     bool gated = a.mode == GEMV_GATED;
     int total = gated ? a.m[1].rows : a.m[0].rows + (a.count > 1 ? a.m[1].rows : 0) + (a.count > 2 ? a.m[2].rows : 0);
-    if (g0 >= total) {
+    if (KSPLIT == 1 && g0 >= total) {
         grid_wait();
         if (gated && a.yq) quantize_completed_rows(a, a.m[1].y, total, GEMV_WARPS * ROWS, &last);
         return;
     }
     float d0 = 0.f, d1 = 0.f;
     if constexpr (RING) {
-        row_products<T, ROWS>(a, g0, total, rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
+        int blocks = a.k / 32, per = blocks / KSPLIT;
+        if (g0 < total)
+            row_products<T, ROWS>(a, g0, total, share * per, share == KSPLIT - 1 ? blocks : (share + 1) * per,
+                                  rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
+        else
+            grid_wait();
+        if constexpr (KSPLIT > 1) {
+            // The row's first warp adds the shares in order.
+            if (lane == 0) partial[warp] = d0;
+            __syncthreads();
+            if (share != 0 || g0 >= total) return;
+            d0 = 0.f;
+#pragma unroll
+            for (int i = 0; i < KSPLIT; i++) d0 += partial[warp + i];
+        }
     } else {
         GemvRow r = locate_row(a, g);
         grid_wait();
@@ -661,19 +683,32 @@ inline bool gemv_rows_per_warp_4(const GemvArgs& a, int rows)
     return (a.mode == GEMV_GATED || a.count == 1) && rows >= 16384;
 }
 
+// Long rows on few of them (the FFN's down projection: 2048 rows of 16384) take two warps per row, each half of k.
+inline bool gemv_warps_per_row_2(const GemvArgs& a, int rows)
+{
+    static const bool allowed = [] { const char* v = std::getenv("ODLLM_CUDA_GEMV_KSPLIT"); return !(v && v[0] == '0'); }();  // EXPERIMENT
+    return allowed && a.mode != GEMV_GATED && a.count == 1 && a.k >= 8192 && a.k % 512 == 0 && rows < 16384;
+}
+
 template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
     bool integer = gemv_uses_int(T, a.k);
     if constexpr (T == TYPE_Q4_0) {
         if (integer && gemv_rows_per_warp_4(a, rows)) {
-            launch(k_gemv<T, true, 4>, (rows + 4 * GEMV_WARPS - 1) / (4 * GEMV_WARPS), GEMV_WARPS * 32, 0, stream, a);
+            launch(k_gemv<T, true, 4, 1>, (rows + 4 * GEMV_WARPS - 1) / (4 * GEMV_WARPS), GEMV_WARPS * 32, 0, stream, a);
+            return;
+        }
+    }
+    if constexpr (T == TYPE_Q4_0 || T == TYPE_Q8_0) {
+        if (integer && gemv_warps_per_row_2(a, rows)) {
+            launch(k_gemv<T, true, 1, 2>, (2 * rows + GEMV_WARPS - 1) / GEMV_WARPS, GEMV_WARPS * 32, 0, stream, a);
             return;
         }
     }
     int blocks = (rows + GEMV_WARPS - 1) / GEMV_WARPS;
-    if (integer) launch(k_gemv<T, true, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
-    else launch(k_gemv<T, false, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    if (integer) launch(k_gemv<T, true, 1, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
+    else launch(k_gemv<T, false, 1, 1>, blocks, GEMV_WARPS * 32, 0, stream, a);
 }
 
 inline void launch_gemv(const GemvArgs& a, int type, cudaStream_t stream)

@@ -750,6 +750,7 @@ int main()
         // 16384 rows and more: four rows per warp for the block types (a last warp with 2 rows; a last group of 8 rows).
         test_gemv(type, 2048, GEMV_ACTIVATE, 1, 16386);
         test_gemv(type, 512, GEMV_GATED, 2, 16392);
+        test_gemv(type, 8192, GEMV_PLAIN, 1, 2049);  // two warps per long row; a last block with one row
         test_gemv(type, 512, GEMV_ACTIVATE, 1);
     }
     printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
