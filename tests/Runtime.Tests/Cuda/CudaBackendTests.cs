@@ -87,10 +87,7 @@ public class CudaBackendTests
         Assert.Equal(KvCacheType.F16, cpu.KvCacheType);
         Assert.Equal(KvCacheType.F16, gpu.KvCacheType);
         int vocab = gpu.Config.VocabSize, n = r.InputIds.Length;
-        var expected = new float[n * vocab];
-        var actual = new float[n * vocab];
-        cpu.CreateSession().Evaluate(r.InputIds, expected);
-        using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
+        var (expected, actual) = EvaluateOnBoth(cpu, gpu, r.InputIds);
         // f16/bf16 differ only by summation order. The integer types quantize activations per block of 32 on both
         // sides; a value within float rounding of a .5 tie may round the other way on the GPU (its norms sum in
         // another order), which moved logits by up to 5.7e-2 on an H100 (stablelm-3b, int8) and flipped a
@@ -135,10 +132,7 @@ public class CudaBackendTests
         using var cpu = LanguageModel.Load(r.Folder, options with { Backend = KernelBackend.Managed });
         Assert.Equal(KvCacheType.F16, gpu.KvCacheType);
         int vocab = gpu.Config.VocabSize, n = r.InputIds.Length;
-        var expected = new float[n * vocab];
-        var actual = new float[n * vocab];
-        cpu.CreateSession().Evaluate(r.InputIds, expected);
-        using (var session = gpu.CreateSession()) session.Evaluate(r.InputIds, actual);
+        var (expected, actual) = EvaluateOnBoth(cpu, gpu, r.InputIds);
         for (int p = 0; p < n; p++)
             Assert.True(Sampler.ArgMax(expected.AsSpan(p * vocab, vocab)) == Sampler.ArgMax(actual.AsSpan(p * vocab, vocab)),
                 $"f16 KV cache: argmax differs at position {p}");
@@ -171,5 +165,15 @@ public class CudaBackendTests
     {
         Assert.True((CudaDevices.First is null) != (CudaDevices.UnavailableReason is null));
         if (CudaDevices.First is null) Assert.StartsWith("no CUDA device", CudaDevices.UnavailableReason);
+    }
+
+    /// <summary>Every position's logits of <paramref name="ids"/> on the CPU model and on the GPU model.</summary>
+    private static (float[] Cpu, float[] Gpu) EvaluateOnBoth(LanguageModel cpu, LanguageModel gpu, int[] ids)
+    {
+        var expected = new float[ids.Length * cpu.Config.VocabSize];
+        var actual = new float[ids.Length * gpu.Config.VocabSize];
+        cpu.CreateSession().Evaluate(ids, expected);
+        using (var session = gpu.CreateSession()) session.Evaluate(ids, actual);
+        return (expected, actual);
     }
 }
