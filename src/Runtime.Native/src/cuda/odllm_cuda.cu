@@ -263,6 +263,19 @@ struct odllm_cuda_sequence {
         return {out, quantize, f32};
     }
 
+    // The matrices of one launch (GemvArgs::m, MmaArgs::m) with their biases and outputs; returns how many.
+    static int describe(GemvMatrix (&m)[3], std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
+                        std::initializer_list<float*> outs)
+    {
+        int i = 0;
+        for (const Matrix* w : ms) m[i++] = GemvMatrix{w->data, nullptr, nullptr, w->rows};
+        i = 0;
+        for (const float* b : biases) m[i++].bias = b;
+        i = 0;
+        for (float* y : outs) m[i++].y = y;
+        return (int)ms.size();
+    }
+
     // One tensor-core launch over up to three integer matrices of one type sharing the input (n > 8 rows).
     void mma(Input& in, int n, std::initializer_list<const Matrix*> ms, std::initializer_list<const float*> biases,
              std::initializer_list<float*> outs, int mode, const float* resid = nullptr)
@@ -270,13 +283,7 @@ struct odllm_cuda_sequence {
         const Matrix& w0 = **ms.begin();
         quantize_for(in, n, w0.cols, reads_f32_copy(n, w0.cols));
         MmaArgs a{};
-        int i = 0;
-        for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
-        i = 0;
-        for (const float* b : biases) a.m[i++].bias = b;
-        i = 0;
-        for (float* y : outs) a.m[i++].y = y;
-        a.count = (int)ms.size();
+        a.count = describe(a.m, ms, biases, outs);
         a.rows = n;
         a.k = w0.cols;
         a.mode = mode;
@@ -300,13 +307,7 @@ struct odllm_cuda_sequence {
         bool integer = needs_int(w0);
         if (integer) quantize_for(in, 1, w0.cols, gemv_reads_f32_copy(w0));
         GemvArgs a{};
-        int i = 0;
-        for (const Matrix* m : ms) a.m[i++] = GemvMatrix{m->data, nullptr, nullptr, m->rows};
-        i = 0;
-        for (const float* b : biases) a.m[i++].bias = b;
-        i = 0;
-        for (float* y : outs) a.m[i++].y = y;
-        a.count = (int)ms.size();
+        a.count = describe(a.m, ms, biases, outs);
         a.k = w0.cols;
         a.mode = mode;
         a.activation = model->c.activation;
