@@ -222,6 +222,36 @@ static inline float odllm_bf16_to_f32(uint16_t h) {
     return f;
 }
 
+/*
+ * The row operators' per-value formulas, for values i … end − 1: the whole row in the scalar reference, the rest
+ * after the last whole vector in the SIMD tables, so that the contract's arithmetic of one value is written once.
+ */
+static inline void odllm_rms_norm_values(int64_t i, const float * x, int64_t dim, float inv, const float * w,
+                                         float w_offset, float * y) {
+    for (; i < dim; i++) y[i] = (x[i] * inv) * (w_offset + w[i]);
+}
+
+static inline void odllm_layer_norm_values(int64_t i, const float * x, int64_t dim, float mean, float inv,
+                                           const float * w, const float * b, float * y) {
+    for (; i < dim; i++) {
+        const float v = ((x[i] - mean) * inv) * w[i];
+        y[i] = b ? v + b[i] : v;
+    }
+}
+
+/* Rotates pairs (i, i + half) of one head. */
+static inline void odllm_rope_values(int64_t i, float * x, const float * cos, const float * sin, int64_t half) {
+    for (; i < half; i++) {
+        const float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * cos[i] - x2 * sin[i];
+        x[i + half] = x2 * cos[i] + x1 * sin[i];
+    }
+}
+
+static inline void odllm_add_values(int64_t i, const float * a, const float * b, int64_t count, float * y) {
+    for (; i < count; i++) y[i] = a[i] + b[i];
+}
+
 /* The persistent pool: fn(arg, ith, nth) runs once for each ith in [0, nth), ith 0 on the caller. */
 typedef struct odllm_pool odllm_pool;
 typedef void (*odllm_pool_fn)(void * arg, int ith, int nth);

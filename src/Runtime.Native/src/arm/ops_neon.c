@@ -143,7 +143,7 @@ static void softcap(const float * x, int64_t count, float cap, float * y) {
 static void add(const float * a, const float * b, int64_t count, float * y) {
     int64_t i = 0;
     for (; i + V <= count; i += V) vst1q_f32(y + i, vaddq_f32(vld1q_f32(a + i), vld1q_f32(b + i)));
-    for (; i < count; i++) y[i] = a[i] + b[i];
+    odllm_add_values(i, a, b, count, y);
 }
 
 /*
@@ -195,7 +195,7 @@ static void rms_norm(const float * x, int64_t dim, const float * w, float w_offs
     int64_t i = 0;
     for (; i + V <= dim; i += V)
         vst1q_f32(y + i, vmulq_f32(vmulq_f32(vld1q_f32(x + i), vinv), vaddq_f32(off, vld1q_f32(w + i))));
-    for (; i < dim; i++) y[i] = (x[i] * inv) * (w_offset + w[i]);
+    odllm_rms_norm_values(i, x, dim, inv, w, w_offset, y);
 }
 
 static void layer_norm(const float * x, int64_t dim, const float * w, const float * b, float eps, float * y) {
@@ -207,10 +207,7 @@ static void layer_norm(const float * x, int64_t dim, const float * w, const floa
         const float32x4_t v = vmulq_f32(vmulq_f32(vsubq_f32(vld1q_f32(x + i), vmean), vinv), vld1q_f32(w + i));
         vst1q_f32(y + i, b ? vaddq_f32(v, vld1q_f32(b + i)) : v);
     }
-    for (; i < dim; i++) {
-        const float v = ((x[i] - mean) * inv) * w[i];
-        y[i] = b ? v + b[i] : v;
-    }
+    odllm_layer_norm_values(i, x, dim, mean, inv, w, b, y);
 }
 
 static void rope(float * x, const float * cos, const float * sin, int64_t half) {
@@ -221,11 +218,7 @@ static void rope(float * x, const float * cos, const float * sin, int64_t half) 
         vst1q_f32(x + i, vsubq_f32(vmulq_f32(x1, c), vmulq_f32(x2, s)));
         vst1q_f32(x + i + half, vaddq_f32(vmulq_f32(x2, c), vmulq_f32(x1, s)));
     }
-    for (; i < half; i++) {
-        const float x1 = x[i], x2 = x[i + half];
-        x[i] = x1 * cos[i] - x2 * sin[i];
-        x[i + half] = x2 * cos[i] + x1 * sin[i];
-    }
+    odllm_rope_values(i, x, cos, sin, half);
 }
 
 const odllm_op_kernels odllm_ops_neon = {

@@ -32,24 +32,17 @@ static float sum_row(const float * x, int64_t dim, int squares, float shift) {
 
 static void rms_norm(const float * x, int64_t dim, const float * w, float w_offset, float eps, float * y) {
     const float inv = 1.0f / sqrtf(sum_row(x, dim, 1, 0.0f) / (float)dim + eps);
-    for (int64_t i = 0; i < dim; i++) y[i] = (x[i] * inv) * (w_offset + w[i]);
+    odllm_rms_norm_values(0, x, dim, inv, w, w_offset, y);
 }
 
 static void layer_norm(const float * x, int64_t dim, const float * w, const float * b, float eps, float * y) {
     const float mean = sum_row(x, dim, 0, 0.0f) / (float)dim;
     const float inv = 1.0f / sqrtf(sum_row(x, dim, 1, mean) / (float)dim + eps);
-    for (int64_t i = 0; i < dim; i++) {
-        const float v = ((x[i] - mean) * inv) * w[i];
-        y[i] = b ? v + b[i] : v;
-    }
+    odllm_layer_norm_values(0, x, dim, mean, inv, w, b, y);
 }
 
 static void rope(float * x, const float * cos, const float * sin, int64_t half) {
-    for (int64_t i = 0; i < half; i++) {
-        const float x1 = x[i], x2 = x[i + half];
-        x[i] = x1 * cos[i] - x2 * sin[i];
-        x[i + half] = x2 * cos[i] + x1 * sin[i];
-    }
+    odllm_rope_values(0, x, cos, sin, half);
 }
 
 static float contract_exp(float x) {
@@ -129,7 +122,7 @@ static void gated_activate(int32_t act, const float * gate, const float * up, in
 }
 
 static void add(const float * a, const float * b, int64_t count, float * y) {
-    for (int64_t i = 0; i < count; i++) y[i] = a[i] + b[i];
+    odllm_add_values(0, a, b, count, y);
 }
 
 static void softcap(const float * x, int64_t count, float cap, float * y) {

@@ -150,7 +150,7 @@ static void softcap(const float * x, int64_t count, float cap, float * y) {
 static void add(const float * a, const float * b, int64_t count, float * y) {
     int64_t i = 0;
     for (; i + V <= count; i += V) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
-    for (; i < count; i++) y[i] = a[i] + b[i];
+    odllm_add_values(i, a, b, count, y);
 }
 
 /* The contract's row sum: Σ x, or Σ (x − shift)² with the padding contributing 0; one accumulator is its 8 lanes. */
@@ -188,7 +188,7 @@ static void rms_norm(const float * x, int64_t dim, const float * w, float w_offs
     int64_t i = 0;
     for (; i + V <= dim; i += V)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), _mm256_add_ps(off, _mm256_loadu_ps(w + i))));
-    for (; i < dim; i++) y[i] = (x[i] * inv) * (w_offset + w[i]);
+    odllm_rms_norm_values(i, x, dim, inv, w, w_offset, y);
 }
 
 static void layer_norm(const float * x, int64_t dim, const float * w, const float * b, float eps, float * y) {
@@ -200,10 +200,7 @@ static void layer_norm(const float * x, int64_t dim, const float * w, const floa
         const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmean), vinv), _mm256_loadu_ps(w + i));
         _mm256_storeu_ps(y + i, b ? _mm256_add_ps(v, _mm256_loadu_ps(b + i)) : v);
     }
-    for (; i < dim; i++) {
-        const float v = ((x[i] - mean) * inv) * w[i];
-        y[i] = b ? v + b[i] : v;
-    }
+    odllm_layer_norm_values(i, x, dim, mean, inv, w, b, y);
 }
 
 static void rope(float * x, const float * cos, const float * sin, int64_t half) {
@@ -214,11 +211,7 @@ static void rope(float * x, const float * cos, const float * sin, int64_t half) 
         _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(x1, c), _mm256_mul_ps(x2, s)));
         _mm256_storeu_ps(x + i + half, _mm256_add_ps(_mm256_mul_ps(x2, c), _mm256_mul_ps(x1, s)));
     }
-    for (; i < half; i++) {
-        const float x1 = x[i], x2 = x[i + half];
-        x[i] = x1 * cos[i] - x2 * sin[i];
-        x[i + half] = x2 * cos[i] + x1 * sin[i];
-    }
+    odllm_rope_values(i, x, cos, sin, half);
 }
 
 const odllm_op_kernels odllm_ops_avx2 = {
