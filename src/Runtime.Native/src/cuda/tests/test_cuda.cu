@@ -744,10 +744,10 @@ int main()
         test_gemv(type, 16384, GEMV_RESIDUAL, 1);
         test_gemv(type, 512, GEMV_GATED, 2);
         test_gemv(type, 256, GEMV_GATED, 2, 40);  // a last block of 8 rows
-        // More rows than the device holds warps at once: each warp streams several rows through its ring.
+        // More blocks than the device holds at once: three matrices' rows in one launch, the gated quantization's counters.
         test_gemv(type, 256, GEMV_PLAIN, 3, 20000);
         test_gemv(type, 2048, GEMV_GATED, 2, 12008);
-        // 16384 rows and more: four rows per warp for the block types (a last warp with 2 rows; a last group of 8 rows).
+        // 16384 rows and more: four rows per warp for q4_0 (a last warp with 2 rows; a last group of 8 rows).
         test_gemv(type, 2048, GEMV_ACTIVATE, 1, 16386);
         test_gemv(type, 512, GEMV_GATED, 2, 16392);
         test_gemv(type, 8192, GEMV_PLAIN, 1, 2049);  // two warps per long row; a last block with one row
