@@ -17,9 +17,63 @@ enum : int { NORM_RMS = 0, NORM_RMS_PLUS_ONE = 1, NORM_LAYER = 2 };
 enum : int { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU_ERF = 2 };
 
 // ---------------------------------------------------------------------------------------------
-// Weight decoding: 8 consecutive weights of row `row` starting at column `col` (col % 8 == 0).
-// One 16-byte load for f16/bf16, two for f32; the quantized blocks (34 and 18 bytes) are only
-// 2-byte aligned, so they are read as 16-bit words.
+// Device layout of the block types. A stored q8_0/q4_0 block (an f16 scale, then 32 or 16 bytes of quants: 34 or 18
+// bytes) is only 2-byte aligned, which costs the kernels funnel shifts and narrow loads. On upload the blocks are split
+// into their parts, the same bytes in two arrays: every row's quants one after another ([rows][blocks][32 or 16]
+// bytes), then every block's scale ([rows][blocks] f16). Quants are then 16-byte aligned and a row's are contiguous.
+// The other types keep their stored layout (int8: [rows][cols] values, then one f32 scale per row).
+// ---------------------------------------------------------------------------------------------
+
+template <int T> struct Blocks {
+    static constexpr int quantBytes = T == TYPE_Q8_0 ? 32 : 16;  // quants of one block of 32
+};
+
+// The quants of block b of `row` (blocks per row: `blocks`).
+template <int T>
+__device__ __forceinline__ const uint8_t* block_quants(const uint8_t* w, int64_t row, int blocks, int b)
+{
+    return w + (row * blocks + b) * Blocks<T>::quantBytes;
+}
+
+// The scales array of a matrix of `rows` rows in the split layout.
+template <int T>
+__device__ __forceinline__ const __half* block_scales(const uint8_t* w, int64_t rows, int blocks)
+{
+    return reinterpret_cast<const __half*>(w + rows * blocks * Blocks<T>::quantBytes);
+}
+
+// One thread per block: stored blocks → split layout.
+__global__ void k_split_blocks(const uint8_t* __restrict__ stored, uint8_t* __restrict__ split, int64_t count, int quantBytes)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    const uint16_t* in = reinterpret_cast<const uint16_t*>(stored + i * (quantBytes + 2));
+    uint16_t* quants = reinterpret_cast<uint16_t*>(split + i * quantBytes);
+    for (int j = 0; j < quantBytes / 2; j++) quants[j] = in[1 + j];
+    reinterpret_cast<uint16_t*>(split + count * quantBytes)[i] = in[0];
+}
+
+// Copies a matrix of `bytes` host bytes in its stored layout to device memory `dst` in its device layout.
+inline cudaError_t upload_matrix(void* dst, const void* host, int64_t bytes, int type)
+{
+    if (type != TYPE_Q8_0 && type != TYPE_Q4_0) return cudaMemcpy(dst, host, (size_t)bytes, cudaMemcpyHostToDevice);
+    int quantBytes = type == TYPE_Q8_0 ? 32 : 16;
+    int64_t count = bytes / (quantBytes + 2);
+    void* stored = nullptr;
+    cudaError_t e = cudaMalloc(&stored, (size_t)bytes);
+    if (e == cudaSuccess) e = cudaMemcpy(stored, host, (size_t)bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) {
+        k_split_blocks<<<(unsigned)((count + 255) / 256), 256>>>(static_cast<const uint8_t*>(stored), static_cast<uint8_t*>(dst), count,
+                                                                 quantBytes);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (stored) cudaFree(stored);
+    return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight decoding: 8 consecutive weights of row `row` starting at column `col` (col % 8 == 0), from the device layout.
 // ---------------------------------------------------------------------------------------------
 
 __device__ __forceinline__ float bf16_to_float(uint32_t bits) { return __uint_as_float(bits << 16); }
@@ -48,30 +102,21 @@ __device__ __forceinline__ void load8(const uint8_t* __restrict__ w, int64_t row
         const int8_t* q = reinterpret_cast<const int8_t*>(&u);
 #pragma unroll
         for (int i = 0; i < 8; i++) o[i] = q[i] * scale;
-    } else if constexpr (T == TYPE_Q8_0) {
-        const uint8_t* block = w + (row * (cols / 32) + col / 32) * 34;
-        const uint16_t* words = reinterpret_cast<const uint16_t*>(block);
-        float d = __half2float(__ushort_as_half(__ldg(words)));
-        int first = 1 + (col & 31) / 2;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            uint16_t pair = __ldg(words + first + i);
-            o[2 * i] = (int8_t)(pair & 0xFF) * d;
-            o[2 * i + 1] = (int8_t)(pair >> 8) * d;
-        }
     } else {
-        // Q4_0: element i < 16 is the low nibble of byte i, element i ≥ 16 the high nibble of byte i − 16.
-        const uint8_t* block = w + (row * (cols / 32) + col / 32) * 18;
-        const uint16_t* words = reinterpret_cast<const uint16_t*>(block);
-        float d = __half2float(__ushort_as_half(__ldg(words)));
-        int within = col & 31;
-        int shift = within >= 16 ? 4 : 0;
-        int first = 1 + (within & 15) / 2;
+        int blocks = cols / 32, b = col / 32, within = col & 31;
+        float d = __half2float(block_scales<T>(w, rows, blocks)[row * blocks + b]);
+        if constexpr (T == TYPE_Q8_0) {
+            uint2 u = __ldg(reinterpret_cast<const uint2*>(block_quants<T>(w, row, blocks, b) + within));
+            const int8_t* q = reinterpret_cast<const int8_t*>(&u);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            uint16_t pair = __ldg(words + first + i);
-            o[2 * i] = (float)((int)((pair >> shift) & 0xF) - 8) * d;
-            o[2 * i + 1] = (float)((int)((pair >> (8 + shift)) & 0xF) - 8) * d;
+            for (int i = 0; i < 8; i++) o[i] = q[i] * d;
+        } else {
+            // Q4_0: element i < 16 is the low nibble of byte i, element i ≥ 16 the high nibble of byte i − 16.
+            uint2 u = __ldg(reinterpret_cast<const uint2*>(block_quants<T>(w, row, blocks, b) + (within & 15)));
+            const uint8_t* q = reinterpret_cast<const uint8_t*>(&u);
+            int shift = within >= 16 ? 4 : 0;
+#pragma unroll
+            for (int i = 0; i < 8; i++) o[i] = (float)((int)((q[i] >> shift) & 0xF) - 8) * d;
         }
     }
 }
@@ -361,9 +406,9 @@ inline bool quantizes_activations(int type) { return type == TYPE_INT8 || type =
 // ---------------------------------------------------------------------------------------------
 // Decode GEMV: one input row, up to three matrices of one type in one launch (rows concatenated: q, k and v share a
 // launch), and the step after the product fused in: the bias, the gate (up·act(gate)), the activation, or the residual
-// add. One warp per output row. The integer types with k a multiple of 256 multiply int8 activations with dp4a
-// (block sums exact, as the CPU kernels' contract); their rows are copied into shared memory with 16-byte loads first,
-// since their 18- and 34-byte blocks are only 2-byte aligned. Other cases use the f32 row dot of k_matmul_rows.
+// add. The integer types with k a multiple of 256 multiply int8 activations with dp4a (block sums exact, as the CPU
+// kernels' contract); q8_0/q4_0 rows stream 16-byte vectors of their split-layout quants straight into registers.
+// Other cases use the f32 row dot of k_matmul_rows.
 // ---------------------------------------------------------------------------------------------
 
 enum : int { GEMV_PLAIN = 0, GEMV_GATED = 1, GEMV_ACTIVATE = 2, GEMV_RESIDUAL = 3 };
@@ -392,7 +437,8 @@ struct GemvArgs {
     unsigned* counters;
 };
 
-// A warp streams its rows through a ring of GEMV_STAGES slots of 1152 bytes (64 q4_0 or 32 q8_0 blocks).
+// A warp streams its rows through a ring of GEMV_STAGES slots of GEMV_SLOT_VECTORS 16-byte vectors: 1 KB of
+// quants (32 q8_0 or 64 q4_0 blocks) and their scales.
 constexpr int GEMV_WARPS = 4, GEMV_STAGES = 4, GEMV_SLOT_VECTORS = 72;
 
 
@@ -411,8 +457,6 @@ __device__ __forceinline__ float row_dot_f32(const uint8_t* __restrict__ w, int 
     }
     return acc;
 }
-
-__device__ __forceinline__ uint32_t word_at(const uint16_t* p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 16); }
 
 // Σ_b Σ q_w·q_x of one planar int8 row (its row scale and the activation scales applied by the caller per block).
 __device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int row, int k, const int8_t* __restrict__ xq,
@@ -434,54 +478,28 @@ __device__ __forceinline__ float row_dot_int8(const uint8_t* __restrict__ w, int
     return acc;
 }
 
-// Σ_b (weight scale · activation scale) · Σ q_w·q_x over the `chunk` blocks of a q8_0/q4_0 chunk in shared memory,
-// starting at block `first` of the row; lane i of the LANES that share the row takes blocks i, i + LANES, …. A block's quants start 2 bytes in, so they
-// are read as aligned 32-bit words and funnel-shifted into place (the blocks are 18 or 34 bytes: every other one is
-// 4-byte aligned). q4_0's nibbles are multiplied as 0…15 and 8·Σx taken off after: Σ (q − 8)·x = Σ q·x − 8·Σ x.
-template <int T, int LANES>
-__device__ __forceinline__ float chunk_dot(const uint8_t* bytes, int first, int chunk, const int8_t* __restrict__ xq,
-                                           const float* __restrict__ xd)
+// Σ q_w·q_x of one 16-byte vector of quants with its inputs: q8_0 16 weights (half a block) with x0; q4_0 a whole
+// block, byte j holding element j (low nibble) and j + 16 (high nibble), multiplied as 0…15 with 8·Σx taken off
+// after (Σ (q − 8)·x = Σ q·x − 8·Σ x; sumx = Σ x of the block).
+template <int T>
+__device__ __forceinline__ int vector_dot(uint4 w, int4 x0, int4 x1, int sumx)
 {
-    constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
-    constexpr int words = T == TYPE_Q8_0 ? 8 : 4;
-    float acc = 0.f;
-    for (int bl = threadIdx.x & (LANES - 1); bl < chunk; bl += LANES) {
-        const uint8_t* blk = bytes + bl * blockBytes;
-        float wd = __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(blk)));
-        const uint8_t* quants = blk + 2;
-        const uint32_t* aligned = reinterpret_cast<const uint32_t*>(reinterpret_cast<uintptr_t>(quants) & ~(uintptr_t)3);
-        uint32_t shift = (uint32_t)(reinterpret_cast<uintptr_t>(quants) & 3) * 8;
-        uint32_t q[words];
-        uint32_t low = aligned[0];
+    if constexpr (T == TYPE_Q8_0) {
+        int s = __dp4a((int)w.x, x0.x, 0);
+        s = __dp4a((int)w.y, x0.y, s);
+        s = __dp4a((int)w.z, x0.z, s);
+        return __dp4a((int)w.w, x0.w, s);
+    } else {
+        const uint32_t q[4] = {w.x, w.y, w.z, w.w};
+        const int lo[4] = {x0.x, x0.y, x0.z, x0.w}, hi[4] = {x1.x, x1.y, x1.z, x1.w};
+        int s = -8 * sumx;
 #pragma unroll
-        for (int j = 0; j < words; j++) {
-            uint32_t high = aligned[j + 1];
-            q[j] = __funnelshift_r(low, high, shift);
-            low = high;
+        for (int j = 0; j < 4; j++) {
+            s = __dp4a((int)(q[j] & 0x0F0F0F0Fu), lo[j], s);
+            s = __dp4a((int)((q[j] >> 4) & 0x0F0F0F0Fu), hi[j], s);
         }
-        int b = first + bl;
-        const int4* xv = reinterpret_cast<const int4*>(xq + (int64_t)b * 32);
-        int4 x0 = xv[0], x1 = xv[1];
-        const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        int s = 0;
-        if constexpr (T == TYPE_Q8_0) {
-#pragma unroll
-            for (int j = 0; j < 8; j++) s = __dp4a((int)q[j], xs[j], s);
-        } else {
-            // Byte j of the 16 holds element j (low nibble) and element j + 16 (high nibble).
-            int sumx = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) sumx = __dp4a(xs[j], 0x01010101, sumx);
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                s = __dp4a((int)(q[j] & 0x0F0F0F0Fu), xs[j], s);
-                s = __dp4a((int)((q[j] >> 4) & 0x0F0F0F0Fu), xs[4 + j], s);
-            }
-            s -= 8 * sumx;
-        }
-        acc = fmaf((float)s, wd * xd[b], acc);
+        return s;
     }
-    return acc;
 }
 
 // Output row g of the launch: its matrix and the row within it (q, k and v rows are numbered one after another).
@@ -512,42 +530,67 @@ __device__ __forceinline__ float group_sum(float v)
 }
 
 // The q8_0/q4_0 products of rows g0 … g0 + ROWS − 1 (GATED: of their gate and up rows; ROWS > 1 only for one matrix
-// or GATED, whose rows are consecutive), each shared by 32 / ROWS lanes, as one stream of chunks copied with cp.async
-// into the warp's ring of slots, GEMV_STAGES − 1 chunks ahead of the one being multiplied, without holding them in
-// registers (measured 2% faster than one chunk staged through registers). A slot holds the same blocks of the ROWS
-// rows, 1152 bytes in all. Several rows per warp spread a row's fixed cost (set-up, reduction, epilogue) over more
-// blocks. The first chunks are requested before grid_wait(), since the weights do not depend on the previous kernel.
-// Only blocks from … to − 1 of the rows (a multiple of 8 apart) are multiplied. Returns, in every lane, its row's
-// reduced products in d0 (and d1).
+// or GATED, whose rows are consecutive), each shared by 32 / ROWS lanes, over blocks from … to − 1 (a multiple of 8
+// apart, from a multiple of 8), as one stream of chunks copied with cp.async into the warp's ring of slots,
+// GEMV_STAGES − 1 chunks ahead of the one being multiplied, without holding them in registers (on an H100, Gemma-2B q4
+// decode 691–709 tok/s with batches of four vectors per lane loaded into registers instead, 783–806 with the ring). A
+// slot holds a chunk of each row: its quants (64 / ROWS vectors) and, after all rows' quants, their scales. Each lane
+// multiplies two vectors of a slot (q8_0: two per block, q4_0: one). Several rows per warp spread a row's fixed cost
+// (set-up, reduction, epilogue) over more blocks. The first chunks are requested before grid_wait(), since the
+// weights do not depend on the previous kernel. Returns, in every lane, its row's reduced products in d0 (and d1).
 template <int T, int ROWS>
 __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int total, int from, int to, uint4* ring, float& d0,
                                              float& d1)
 {
-    constexpr int LANES = 32 / ROWS;
-    constexpr int blockBytes = T == TYPE_Q8_0 ? 34 : 18;
-    constexpr int chunkBlocks = (T == TYPE_Q8_0 ? 32 : 64) / ROWS;
-    constexpr int rowSlot = chunkBlocks * blockBytes / 16;  // vectors of one row in a slot
-    static_assert(ROWS * rowSlot <= GEMV_SLOT_VECTORS && chunkBlocks % 8 == 0, "a chunk fits a slot, in whole vectors");
-    int lane = threadIdx.x & 31;
+    constexpr int LANES = 32 / ROWS, PER_BLOCK = T == TYPE_Q8_0 ? 2 : 1;
+    constexpr int rowVectors = 64 / ROWS, chunkBlocks = rowVectors / PER_BLOCK, scaleVectors = chunkBlocks / 8;
+    static_assert(64 + ROWS * scaleVectors <= GEMV_SLOT_VECTORS && chunkBlocks % 8 == 0, "a chunk fits a slot, in whole vectors");
+    int lane = threadIdx.x & 31, sub = lane & (LANES - 1), mine = lane / LANES;
     int blocks = a.k / 32;
-    int64_t rowBytes = (int64_t)blocks * blockBytes;
     int rowsHere = min(ROWS, total - g0);
     bool two = a.mode == GEMV_GATED;
     GemvRow r = locate_row(a, g0);
-    const uint8_t* row0 = part_matrix(a, r, 0) + r.row * rowBytes;
-    const uint8_t* row1 = two ? part_matrix(a, r, 1) + r.row * rowBytes : nullptr;
-    // The stream: blocks from, from + chunkBlocks, … of the rows, then of their second rows. Requests run
+    const uint8_t* quants[2];
+    const __half* scales[2];
+#pragma unroll
+    for (int part = 0; part < 2; part++) {
+        const uint8_t* w = part_matrix(a, r, two ? part : 0);
+        int rows = two ? a.m[part].rows : a.m[r.matrix].rows;
+        quants[part] = block_quants<T>(w, r.row, blocks, 0);
+        scales[part] = block_scales<T>(w, rows, blocks) + (int64_t)r.row * blocks;
+    }
+    // The stream: chunks from, from + chunkBlocks, … of the rows, then of their second rows. Requests run
     // GEMV_STAGES − 1 ahead.
     int reqPart = 0, reqBlock = from, slot = 0;
     auto request = [&]() {
         if (reqPart < (two ? 2 : 1)) {
-            int chunk = min(chunkBlocks, to - reqBlock);  // a multiple of 8, so chunk·blockBytes is of 16
-            int vectors = chunk * blockBytes / 16;
-            const uint8_t* src = (reqPart ? row1 : row0) + (int64_t)reqBlock * blockBytes;
+            int chunk = min(chunkBlocks, to - reqBlock);
+            int qv = chunk * PER_BLOCK, sv = chunk / 8;
+            const uint4* q = reinterpret_cast<const uint4*>((reqPart ? quants[1] : quants[0]) + (int64_t)reqBlock * Blocks<T>::quantBytes);
+            const uint4* d = reinterpret_cast<const uint4*>((reqPart ? scales[1] : scales[0]) + reqBlock);
             uint4* dst = ring + slot * GEMV_SLOT_VECTORS;
-            for (int i = lane; i < rowsHere * vectors; i += 32) {
-                int rr = i / vectors, j = i - rr * vectors;
-                cp_async16(dst + rr * rowSlot + j, reinterpret_cast<const uint4*>(src + rr * rowBytes) + j);
+            if (chunk == chunkBlocks && rowsHere == ROWS) {
+                // Whole chunks of every row: the common case, without divisions by run-time counts.
+#pragma unroll
+                for (int i = lane; i < ROWS * (rowVectors + scaleVectors); i += 32) {
+                    if (i < ROWS * rowVectors) {
+                        int rr = i / rowVectors, j = i % rowVectors;
+                        cp_async16(dst + i, q + (int64_t)rr * blocks * PER_BLOCK + j);
+                    } else {
+                        int rr = (i - ROWS * rowVectors) / scaleVectors, j = (i - ROWS * rowVectors) % scaleVectors;
+                        cp_async16(dst + i, d + (int64_t)rr * blocks / 8 + j);
+                    }
+                }
+            } else {
+                for (int i = lane; i < rowsHere * (qv + sv); i += 32) {
+                    if (i < rowsHere * qv) {
+                        int rr = i / qv, j = i - rr * qv;
+                        cp_async16(dst + rr * rowVectors + j, q + (int64_t)rr * blocks * PER_BLOCK + j);
+                    } else {
+                        int rr = (i - rowsHere * qv) / sv, j = i - rowsHere * qv - rr * sv;
+                        cp_async16(dst + 64 + rr * scaleVectors + j, d + (int64_t)rr * blocks / 8 + j);
+                    }
+                }
             }
             reqBlock += chunkBlocks;
             if (reqBlock >= to) { reqBlock = from; reqPart++; }
@@ -558,7 +601,6 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
 #pragma unroll
     for (int s = 0; s < GEMV_STAGES - 1; s++) request();
     grid_wait();
-    int mine = lane / LANES;
     float acc0 = 0.f, acc1 = 0.f;
     int use = 0;
     for (int part = 0; part < (two ? 2 : 1); part++) {
@@ -566,10 +608,26 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
             request();  // into the slot the previous step finished with
             cp_async_wait<GEMV_STAGES - 1>();
             __syncwarp();
+            const uint4* q = ring + use * GEMV_SLOT_VECTORS + mine * rowVectors;
+            const __half* d = reinterpret_cast<const __half*>(ring + use * GEMV_SLOT_VECTORS + 64 + mine * scaleVectors);
+            int qv = min(chunkBlocks, to - c0) * PER_BLOCK;
             float dot = 0.f;
-            if (mine < rowsHere)
-                dot = chunk_dot<T, LANES>(reinterpret_cast<const uint8_t*>(ring + use * GEMV_SLOT_VECTORS + mine * rowSlot), c0,
-                                          min(chunkBlocks, to - c0), a.xq, a.xd);
+#pragma unroll
+            for (int t = 0; t < 2; t++) {
+                int v = sub + t * LANES;
+                if (mine < rowsHere && v < qv) {
+                    int b = c0 + v / PER_BLOCK;  // block of the row
+                    const int4* xv = reinterpret_cast<const int4*>(a.xq + (int64_t)c0 * 32 + v * (32 / PER_BLOCK));
+                    int4 x0 = xv[0], x1 = PER_BLOCK == 1 ? xv[1] : make_int4(0, 0, 0, 0);
+                    int sumx = 0;
+                    if constexpr (T == TYPE_Q4_0) {
+                        const int xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+                        for (int j = 0; j < 8; j++) sumx = __dp4a(xs[j], 0x01010101, sumx);
+                    }
+                    dot = fmaf((float)vector_dot<T>(q[v], x0, x1, sumx), __half2float(d[v / PER_BLOCK]) * a.xd[b], dot);
+                }
+            }
             if (part) acc1 += dot;
             else acc0 += dot;
             use = use + 1 == GEMV_STAGES ? 0 : use + 1;
@@ -604,16 +662,16 @@ __device__ __forceinline__ void quantize_completed_rows(const GemvArgs& a, const
 }
 
 // ROWS output rows per warp (GATED: gate and up row pairs), or one row per KSPLIT warps of a block, each taking a
-// 1/KSPLIT of k (one matrix, not GATED): what a long row needs to keep enough warps streaming. ROWS and KSPLIT > 1 for
-// the ring types only.
+// 1/KSPLIT of k (not GATED): what a long row needs to keep enough warps streaming. ROWS and KSPLIT > 1 for the block
+// types only.
 template <int T, bool INT, int ROWS, int KSPLIT>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
+__global__ void __launch_bounds__(GEMV_WARPS * 32, 8) k_gemv(GemvArgs a)
 {
-    constexpr bool RING = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
-    static_assert(RING || (ROWS == 1 && KSPLIT == 1), "several rows per warp or warps per row on the ring path only");
+    constexpr bool BLOCKS = INT && (T == TYPE_Q8_0 || T == TYPE_Q4_0);
+    static_assert(BLOCKS || (ROWS == 1 && KSPLIT == 1), "several rows per warp or warps per row for the block types only");
     static_assert(ROWS == 1 || KSPLIT == 1, "not both");
     constexpr int LANES = 32 / ROWS;
-    __shared__ uint4 rings[RING ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
+    __shared__ uint4 rings[BLOCKS ? GEMV_WARPS * GEMV_STAGES * GEMV_SLOT_VECTORS : 1];
     __shared__ float partial[GEMV_WARPS];
     __shared__ bool last;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -627,13 +685,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
         return;
     }
     float d0 = 0.f, d1 = 0.f;
-    if constexpr (RING) {
+    if constexpr (BLOCKS) {
         int blocks = a.k / 32, per = blocks / KSPLIT;
         if (g0 < total)
             row_products<T, ROWS>(a, g0, total, share * per, share == KSPLIT - 1 ? blocks : (share + 1) * per,
                                   rings + warp * GEMV_STAGES * GEMV_SLOT_VECTORS, d0, d1);
-        else
-            grid_wait();
+        else grid_wait();
         if constexpr (KSPLIT > 1) {
             // The row's first warp adds the shares in order.
             if (lane == 0) partial[warp] = d0;
@@ -673,11 +730,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(GemvArgs a)
     m.y[r.row] = v;
 }
 
-// dp4a needs the int8 input (a.xq) and k a multiple of 256 (whole 16-byte chunks of blocks); otherwise f32.
+// dp4a needs the int8 input (a.xq) and k a multiple of 256; otherwise f32.
 inline bool gemv_uses_int(int type, int k) { return quantizes_activations(type) && k % 256 == 0; }
 
-// q4_0 matrices of many rows (the gated FFN, the output head) take four rows per warp, and the grid still fills the
-// device: measured on an H100, Gemma-2B q4 decode 651 → 679 tok/s; q8_0 (8 blocks per row and chunk) went 543 → 523–539.
+// Matrices of many rows (the gated FFN, the output head) take four rows per warp, and the grid still fills the
+// device: measured on an H100, Gemma-2B decode q4 651 → 679 tok/s in the stored layout, q8 562 → 605 in the split
+// one (two rows per warp: 491–501 against 465–481 for one, in a call where four gave 501–506).
 inline bool gemv_rows_per_warp_4(const GemvArgs& a, int rows)
 {
     return (a.mode == GEMV_GATED || a.count == 1) && rows >= 16384;
@@ -695,7 +753,7 @@ template <int T>
 inline void launch_gemv_typed(const GemvArgs& a, int rows, cudaStream_t stream)
 {
     bool integer = gemv_uses_int(T, a.k);
-    if constexpr (T == TYPE_Q4_0) {
+    if constexpr (T == TYPE_Q4_0 || T == TYPE_Q8_0) {
         if (integer && gemv_rows_per_warp_4(a, rows)) {
             launch(k_gemv<T, true, 4, 1>, (rows + 4 * GEMV_WARPS - 1) / (4 * GEMV_WARPS), GEMV_WARPS * 32, 0, stream, a);
             return;

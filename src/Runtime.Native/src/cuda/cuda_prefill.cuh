@@ -44,80 +44,65 @@ __device__ __forceinline__ float small_int_to_float(int v) { return __int_as_flo
 
 __device__ __forceinline__ float half_bits_to_float(uint32_t bits) { return __half2float(__ushort_as_half((unsigned short)(bits & 0xFFFFu))); }
 
-// Raw words of two consecutive weight blocks of one row (36 bytes of q4_0, 68 of q8_0, 64 of int8).
+// Raw words of two consecutive weight blocks of one row: their quants (int8: 64 bytes, q8_0: 64, q4_0: 32) and, for
+// q8_0/q4_0, both f16 scales in the last word.
 template <int T> struct BlockPair { static constexpr int words = T == TYPE_Q4_0 ? 9 : T == TYPE_Q8_0 ? 17 : 16; };
 
-// Loads blocks b and b + 1 of `row` (zero where the row or a block is past the end). With an even block count every
-// pair starts 4-byte aligned and is read in 32-bit words; otherwise in the blocks' 16-bit words.
+// Loads blocks b and b + 1 of `row` (zero where the row or a block is past the end) from the device layout: the
+// quants as 16-byte vectors.
 template <int T>
-__device__ __forceinline__ void load_block_pair(const uint8_t* __restrict__ w, int row, int blocks, int b, bool valid,
+__device__ __forceinline__ void load_block_pair(const uint8_t* __restrict__ w, int row, int rows, int blocks, int b, bool valid,
                                                 uint32_t (&raw)[BlockPair<T>::words])
 {
-    constexpr int W = BlockPair<T>::words;
+    constexpr int W = BlockPair<T>::words, vectorsPerBlock = T == TYPE_Q4_0 ? 1 : 2;
 #pragma unroll
     for (int i = 0; i < W; i++) raw[i] = 0;
     if (!valid || b >= blocks) return;
     bool both = b + 1 < blocks;
-    if constexpr (T == TYPE_INT8) {
-        const uint4* src = reinterpret_cast<const uint4*>(w + ((int64_t)row * blocks + b) * 32);
+    const uint4* src = reinterpret_cast<const uint4*>(T == TYPE_INT8 ? w + ((int64_t)row * blocks + b) * 32
+                                                                     : block_quants<T>(w, row, blocks, b));
 #pragma unroll
-        for (int v = 0; v < 4; v++) {
-            if (v < 2 || both) {
-                uint4 x = __ldg(src + v);
-                raw[4 * v] = x.x; raw[4 * v + 1] = x.y; raw[4 * v + 2] = x.z; raw[4 * v + 3] = x.w;
-            }
-        }
-    } else {
-        constexpr int bytes = T == TYPE_Q8_0 ? 34 : 18;
-        const uint8_t* src = w + ((int64_t)row * blocks + b) * bytes;
-        if (both && blocks % 2 == 0) {
-            const uint32_t* s32 = reinterpret_cast<const uint32_t*>(src);
-#pragma unroll
-            for (int i = 0; i < W; i++) raw[i] = __ldg(s32 + i);
-        } else {
-            const uint16_t* s16 = reinterpret_cast<const uint16_t*>(src);
-            int halves = both ? 2 * (bytes / 2) : bytes / 2;
-#pragma unroll
-            for (int i = 0; i < 2 * W; i++)
-                if (i < halves) raw[i / 2] |= (uint32_t)__ldg(s16 + i) << (16 * (i & 1));
+    for (int v = 0; v < 2 * vectorsPerBlock; v++) {
+        if (v < vectorsPerBlock || both) {
+            uint4 x = __ldg(src + v);
+            raw[4 * v] = x.x; raw[4 * v + 1] = x.y; raw[4 * v + 2] = x.z; raw[4 * v + 3] = x.w;
         }
     }
+    if constexpr (T != TYPE_INT8) {
+        const unsigned short* d = reinterpret_cast<const unsigned short*>(block_scales<T>(w, rows, blocks)) + (int64_t)row * blocks + b;
+        raw[W - 1] = (uint32_t)__ldg(d) | (both ? (uint32_t)__ldg(d + 1) << 16 : 0u);
+    }
+}
+
+// Signed 4-bit values q − 8 of the low nibbles of the four bytes of p, as four int8: (q | 0x80) − 8 cannot borrow
+// across bytes, and flipping bit 7 back gives q − 8 in two's complement.
+__device__ __forceinline__ uint32_t nibbles_minus_8(uint32_t p)
+{
+    return (((p & 0x0F0F0F0Fu) | 0x80808080u) - 0x08080808u) ^ 0x80808080u;
 }
 
 // The pair's 2 × 32 int8 weights (8 words each, element order) and block scales (int8: 1, its row scale comes last).
 template <int T>
 __device__ __forceinline__ void decode_block_pair(const uint32_t (&raw)[BlockPair<T>::words], uint32_t (&words)[2][8], float (&scale)[2])
 {
-    if constexpr (T == TYPE_INT8) {
+    if constexpr (T == TYPE_INT8 || T == TYPE_Q8_0) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
 #pragma unroll
             for (int i = 0; i < 8; i++) words[h][i] = raw[8 * h + i];
-            scale[h] = 1.f;
+            scale[h] = T == TYPE_INT8 ? 1.f : half_bits_to_float(raw[16] >> (16 * h));
         }
-    } else if constexpr (T == TYPE_Q8_0) {
-        // Block 0: scale in bytes 0-1, values in bytes 2-33; block 1: scale in bytes 34-35, values in bytes 36-67.
-        scale[0] = half_bits_to_float(raw[0]);
-#pragma unroll
-        for (int i = 0; i < 8; i++) words[0][i] = __funnelshift_r(raw[i], raw[i + 1], 16);
-        scale[1] = half_bits_to_float(raw[8] >> 16);
-#pragma unroll
-        for (int i = 0; i < 8; i++) words[1][i] = raw[9 + i];
     } else {
-        // Block 0: scale in bytes 0-1, nibbles in bytes 2-17; block 1: scale in bytes 18-19, nibbles in bytes 20-35.
-        // Byte j holds element j (low nibble) and element j + 16 (high nibble), each + 8.
-        uint32_t packed[2][4];
+        // Block h's 16 bytes are words 4h … 4h + 3; byte j holds element j (low nibble) and element j + 16 (high).
 #pragma unroll
-        for (int i = 0; i < 4; i++) { packed[0][i] = __funnelshift_r(raw[i], raw[i + 1], 16); packed[1][i] = raw[5 + i]; }
-        scale[0] = half_bits_to_float(raw[0]);
-        scale[1] = half_bits_to_float(raw[4] >> 16);
-#pragma unroll
-        for (int h = 0; h < 2; h++)
+        for (int h = 0; h < 2; h++) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                words[h][i] = __vsub4(packed[h][i] & 0x0F0F0F0Fu, 0x08080808u);
-                words[h][4 + i] = __vsub4((packed[h][i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+                words[h][i] = nibbles_minus_8(raw[4 * h + i]);
+                words[h][4 + i] = nibbles_minus_8(raw[4 * h + i] >> 4);
             }
+            scale[h] = half_bits_to_float(raw[8] >> (16 * h));
+        }
     }
 }
 
@@ -135,25 +120,27 @@ __global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
     int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
     bool gated = a.mode == GEMV_GATED;
     // Column tile → matrix: every matrix has its own tiles, so a tile never straddles two.
-    int tile = blockIdx.x, mi = 0;
+    int tile = blockIdx.y, mi = 0;
     while (!gated && mi + 1 < a.count && tile >= mma_column_tiles(a.m[mi].rows, a.mode)) tile -= mma_column_tiles(a.m[mi++].rows, a.mode);
     int col0 = tile * (gated ? MM_BN / 2 : MM_BN);
-    int m0 = blockIdx.y * MM_BM, m = a.rows, k = a.k, blocks = k / 32;
+    int m0 = blockIdx.x * MM_BM, m = a.rows, k = a.k, blocks = k / 32;
 
     // This thread stages row br of the weight tile, blocks 2·bhalf and 2·bhalf + 1 of each stage.
     int br = tid >> 1, bhalf = tid & 1;
     const uint8_t* bw;
-    int brow;
+    int brow, browCount;
     bool bvalid;
     if (gated) {
         int jj = br & 31;
         const GemvMatrix& g = a.m[jj < 16 ? 0 : 1];
         bw = g.w;
         brow = col0 + (br >> 5) * 16 + (jj & 15);
+        browCount = g.rows;
         bvalid = brow < g.rows;
     } else {
         bw = a.m[mi].w;
         brow = col0 + br;
+        browCount = a.m[mi].rows;
         bvalid = brow < a.m[mi].rows;
     }
 
@@ -172,7 +159,7 @@ __global__ void __launch_bounds__(MM_THREADS, 1) k_matmul_mma(MmaArgs a)
             int item = tid + i * MM_THREADS, r = item >> 2, b = b0 + (item & 3);
             adraw[i] = (m0 + r < m && b < blocks) ? a.xd[(int64_t)(m0 + r) * blocks + b] : 0.f;
         }
-        load_block_pair<T>(bw, brow, blocks, b0 + 2 * bhalf, bvalid, raw);
+        load_block_pair<T>(bw, brow, browCount, blocks, b0 + 2 * bhalf, bvalid, raw);
     };
     auto store_stage = [&]() {
 #pragma unroll
@@ -296,7 +283,10 @@ inline void launch_matmul_mma(const MmaArgs& a, int type, cudaStream_t stream)
     int tiles = 0;
     if (a.mode == GEMV_GATED) tiles = mma_column_tiles(a.m[1].rows, a.mode);
     else for (int i = 0; i < a.count; i++) tiles += mma_column_tiles(a.m[i].rows, a.mode);
-    dim3 grid(tiles, (a.rows + MM_BM - 1) / MM_BM);
+    // The row tiles of one column tile run one after another, so the weight tile is read from memory about once and
+    // the input (a few MB) stays in L2: measured on an H100, Gemma-2B prefill q8 27 766 → 30 574 tok/s, q4 29 997 →
+    // 30 606 (column tiles first before).
+    dim3 grid((a.rows + MM_BM - 1) / MM_BM, tiles);
     if (type == TYPE_INT8) launch(k_matmul_mma<TYPE_INT8>, grid, MM_THREADS, 0, stream, a);
     else if (type == TYPE_Q8_0) launch(k_matmul_mma<TYPE_Q8_0>, grid, MM_THREADS, 0, stream, a);
     else launch(k_matmul_mma<TYPE_Q4_0>, grid, MM_THREADS, 0, stream, a);

@@ -87,12 +87,13 @@ struct odllm_cuda_model {
         for (void* p : allocations) cudaFree(p);
     }
 
-    int upload(const void* host, int64_t bytes, const void** device)
+    // Vectors are f32; matrices of the block types are split into quants and scales on the way (upload_matrix).
+    int upload(const void* host, int64_t bytes, const void** device, int type = TYPE_F32)
     {
         void* p = nullptr;
         CK(cudaMalloc(&p, (size_t)bytes), "cudaMalloc of weights");
         allocations.push_back(p);
-        CK(cudaMemcpy(p, host, (size_t)bytes, cudaMemcpyHostToDevice), "uploading weights");
+        CK(upload_matrix(p, host, bytes, type), "uploading weights");
         weight_bytes += bytes;
         *device = p;
         return ODLLM_CUDA_OK;
@@ -123,7 +124,7 @@ struct odllm_cuda_model {
                         (long long)m.bytes, rows, cols, m.type, (long long)need);
         out->type = m.type; out->rows = rows; out->cols = cols;
         if (shared && shareHost == m.data) { out->data = shared->data; return ODLLM_CUDA_OK; }
-        return upload(m.data, m.bytes, reinterpret_cast<const void**>(&out->data));
+        return upload(m.data, m.bytes, reinterpret_cast<const void**>(&out->data), m.type);
     }
 };
 

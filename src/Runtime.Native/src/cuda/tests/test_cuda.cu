@@ -35,6 +35,8 @@ template <typename T> struct Device {
     size_t n = 0;
     explicit Device(size_t count) : n(count) { CUDA_OK(cudaMalloc(&p, count * sizeof(T) + 16)); }
     Device(const std::vector<T>& host) : Device(host.size()) { CUDA_OK(cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+    // A weight matrix of stored bytes, in the device layout the kernels read (q8_0/q4_0 split by upload_matrix).
+    Device(const std::vector<T>& host, int weightType) : Device(host.size()) { CUDA_OK(upload_matrix(p, host.data(), (int64_t)(n * sizeof(T)), weightType)); }
     ~Device() { cudaFree(p); }
     void poison() { CUDA_OK(cudaMemset(p, 0xFF, n * sizeof(T))); }  // all-ones bits: NaN for floats
     std::vector<T> get() const
@@ -191,7 +193,7 @@ static void test_matmul(int type, int m, int k, int n, bool withBias)
             want[(size_t)t * n + r] = s;
             scale[(size_t)t * n + r] = a;  // error relative to Σ|x·w|: f32 rounding of the sum
         }
-    Device<uint8_t> dw(w);
+    Device<uint8_t> dw(w, type);
     Device<float> dx(x), db(bias), dy((size_t)m * n);
     dy.poison();
     launch_matmul(dx.p, m, k, dw.p, type, n, withBias ? db.p : nullptr, dy.p, 0);
@@ -216,7 +218,7 @@ static void test_matmul_mma(int type, int m, int k, int n)
             want[(size_t)t * n + r] = s;
             scale[(size_t)t * n + r] = a;
         }
-    Device<uint8_t> dw(w);
+    Device<uint8_t> dw(w, type);
     Device<float> dx(x), db(bias), dy((size_t)m * n), qf((size_t)m * k), qd((size_t)m * (k / 32));
     Device<int8_t> q((size_t)m * k);
     dy.poison();
@@ -248,7 +250,7 @@ static void test_matmul_mma_fused(int type, int m, int k, int mode)
     std::vector<Device<uint8_t>*> dw;
     std::vector<Device<float>*> db, dy;
     for (int i = 0; i < count; i++) {
-        dw.push_back(new Device<uint8_t>(w[i]));
+        dw.push_back(new Device<uint8_t>(w[i], type));
         db.push_back(new Device<float>(bias[i]));
         dy.push_back(mode == GEMV_RESIDUAL ? new Device<float>(resid) : new Device<float>((size_t)m * rowsOf[i]));
         if (mode != GEMV_RESIDUAL) dy[i]->poison();
@@ -291,7 +293,7 @@ static void test_embed(int type)
     float scale = 45.254833995939045f;
     std::vector<double> want;
     for (int t : tokens) for (int c = 0; c < cols; c++) want.push_back(decode(type, e, rows, cols, t, c) * (double)scale);
-    Device<uint8_t> de(e);
+    Device<uint8_t> de(e, type);
     Device<int32_t> dt(tokens);
     Device<float> dx(tokens.size() * cols);
     dx.poison();
@@ -596,7 +598,7 @@ static void test_gemv(int type, int k, int mode, int count, int rows0 = 96)
     };
     std::vector<Device<uint8_t>*> dw;
     std::vector<Device<float>*> db, dy;
-    for (int i = 0; i < count; i++) { dw.push_back(new Device<uint8_t>(w[i])); db.push_back(new Device<float>(bias[i])); dy.push_back(new Device<float>(rowsOf[i])); dy[i]->poison(); }
+    for (int i = 0; i < count; i++) { dw.push_back(new Device<uint8_t>(w[i], type)); db.push_back(new Device<float>(bias[i])); dy.push_back(new Device<float>(rowsOf[i])); dy[i]->poison(); }
     int blocks = (k + 31) / 32;
     Device<float> dx(x), qf(k), qd(blocks), dres(resid), dextra(extra);
     Device<int8_t> q(k);
@@ -731,7 +733,7 @@ int main()
         test_matmul_mma(type, 24, 64, 96);     // a fixture's shape: one stage, partly empty
         test_matmul_mma(type, 130, 512, 200);  // ragged tiles in both directions
         test_matmul_mma(type, 64, 2048, 64);
-        test_matmul_mma(type, 200, 96, 130);    // an odd block count: the 16-bit weight loads
+        test_matmul_mma(type, 200, 96, 130);    // an odd block count: a last pair of one block
         test_matmul_mma(type, 129, 1088, 260);  // a last stage of one block pair
         for (int mode : {GEMV_PLAIN, GEMV_GATED, GEMV_ACTIVATE, GEMV_RESIDUAL}) test_matmul_mma_fused(type, 150, 256, mode);
         test_matmul_mma_fused(type, 40, 160, GEMV_GATED);  // k of 5 blocks
@@ -747,7 +749,7 @@ int main()
         // More blocks than the device holds at once: three matrices' rows in one launch, the gated quantization's counters.
         test_gemv(type, 256, GEMV_PLAIN, 3, 20000);
         test_gemv(type, 2048, GEMV_GATED, 2, 12008);
-        // 16384 rows and more: four rows per warp for q4_0 (a last warp with 2 rows; a last group of 8 rows).
+        // 16384 rows and more: four rows per warp for q8_0/q4_0 (a last warp with 2 rows; a last group of 8 rows).
         test_gemv(type, 2048, GEMV_ACTIVATE, 1, 16386);
         test_gemv(type, 512, GEMV_GATED, 2, 16392);
         test_gemv(type, 8192, GEMV_PLAIN, 1, 2049);  // two warps per long row; a last block with one row
