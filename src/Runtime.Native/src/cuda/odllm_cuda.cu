@@ -584,7 +584,7 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
     if (shared + 128 > (size_t)optin)
         return fail(ODLLM_CUDA_ERR_INVALID, "a context of %d positions needs %zu bytes of shared memory in the attention kernel; "
                     "this device allows %d (use a shorter context)", capacity, shared, optin);
-    size_t splitShared = attention_split_shared_bytes(c.heads, c.kv_heads, c.head_dim);
+    size_t splitShared = attention_split_shared_bytes(c.heads, c.kv_heads, c.head_dim, kv_type);
     if (std::max(shared, splitShared) + 128 > (size_t)optin)
         return fail(ODLLM_CUDA_ERR_INVALID, "the attention kernels need %zu bytes of shared memory; this device allows %d",
                     std::max(shared, splitShared), optin);

@@ -402,6 +402,7 @@ static void test_attention_rope_in_kernel(int pos, int heads, int kvHeads, int d
     Device<float> qa(q), ka(k), va(v), outA((size_t)heads * d), partialA(attention_partial_floats(heads, d, maxKeys));
     Device<uint8_t> kcA(cache), vcA(values);
     launch_rope_store(qa.p, ka.p, va.p, kcA.p, vcA.p, kvType, 1, heads, kvHeads, d, half, dpos.p, cosT.p, sinT.p, 0);
+    CUDA_OK(attention_split_set_shared(attention_split_shared_bytes(heads, kvHeads, d, kvType)));
     launch_attention_decode(qa.p, kcA.p, vcA.p, kvType, outA.p, partialA.p, heads, kvHeads, d, dpos.p, window, scale, 0.f, nullptr,
                             maxKeys, 0);
     // One attention launch on the unrotated q, k and v.
@@ -492,6 +493,7 @@ static void test_attention(int n, int pos0, int heads, int kvHeads, int d, int w
         partial.poison();
         dout.poison();
         qf.poison();
+        CUDA_OK(attention_split_set_shared(attention_split_shared_bytes(heads, kvHeads, d, kvType)));
         bool quantized = launch_attention_decode(dq.p, dk.p, dv.p, kvType, dout.p, partial.p, heads, kvHeads, d, dpos.p, window, scale, cap,
                                                  alibi ? dslopes.p : nullptr, maxKeys, 0, q.p, qd.p, qf.p);
         CUDA_OK(cudaGetLastError());
@@ -681,6 +683,7 @@ static void test_elementwise()
 
 int main()
 {
+    setvbuf(stdout, nullptr, _IONBF, 0);  // every check printed before a failing CUDA call ends the run
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
         printf("skipped: no CUDA device\n");
