@@ -279,14 +279,24 @@ inline bool matmul_uses_mma(int type, int m, int k) { return m > 8 && k % 32 == 
 
 // The stage buffers (≤ 78 KB): more than the 48 KB a launch gets without asking, less than the 99 KB per block of
 // sm_86/sm_89, the smallest of the supported architectures.
+template <int T> constexpr int matmul_mma_shared_bytes() { return MM_BUFFERS * MmaStage<T>::BYTES; }
+static_assert(matmul_mma_shared_bytes<TYPE_Q8_0>() <= 99 * 1024, "fits a block on every supported architecture");
+
+// Raises the tensor-core products' shared memory limit on the current device; before their first launch there.
+inline cudaError_t matmul_mma_prepare()
+{
+    cudaError_t e = cudaFuncSetAttribute(k_matmul_mma<TYPE_INT8>, cudaFuncAttributeMaxDynamicSharedMemorySize, matmul_mma_shared_bytes<TYPE_INT8>());
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k_matmul_mma<TYPE_Q8_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, matmul_mma_shared_bytes<TYPE_Q8_0>());
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k_matmul_mma<TYPE_Q4_0>, cudaFuncAttributeMaxDynamicSharedMemorySize, matmul_mma_shared_bytes<TYPE_Q4_0>());
+    return e;
+}
+
 template <int T>
 inline void launch_matmul_mma_typed(const MmaArgs& a, dim3 grid, cudaStream_t stream)
 {
-    constexpr int bytes = MM_BUFFERS * MmaStage<T>::BYTES;
-    static_assert(bytes <= 99 * 1024, "fits a block on every supported architecture");
-    static const cudaError_t raised = cudaFuncSetAttribute(k_matmul_mma<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    (void)raised;
-    launch(k_matmul_mma<T>, grid, MM_THREADS, bytes, stream, a);
+    launch(k_matmul_mma<T>, grid, MM_THREADS, matmul_mma_shared_bytes<T>(), stream, a);
 }
 
 // GATED needs m[0] and m[1] of one row count; RESIDUAL writes y = resid + product.

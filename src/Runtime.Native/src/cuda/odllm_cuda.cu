@@ -590,6 +590,7 @@ ODLLM_CUDA_API int odllm_cuda_sequence_create(odllm_cuda_model* model, int32_t c
                     std::max(shared, splitShared), optin);
     CK(attention_set_shared(shared), "cudaFuncSetAttribute");
     CK(attention_split_set_shared(splitShared), "cudaFuncSetAttribute");
+    CK(matmul_mma_prepare(), "cudaFuncSetAttribute");
     bool flash = flash_attention_prepare(c.head_dim, kv_type, optin);
     cudaGetLastError();  // a refused attribute leaves the f32 kernel in use, not an error
 

@@ -692,6 +692,7 @@ int main()
     cudaDeviceProp p;
     CUDA_OK(cudaGetDeviceProperties(&p, 0));
     printf("device: %s (sm_%d%d)\n", p.name, p.major, p.minor);
+    CUDA_OK(matmul_mma_prepare());
     for (int type = 0; type <= TYPE_Q4_0; type++) {
         for (int m : {1, 3, 5, 8, 9, 24, 70}) test_matmul(type, m, 256, 100, m % 2 == 1);
         test_matmul(type, 1, 2048, 33, false);
