@@ -22,7 +22,7 @@ public sealed record CudaDeviceInfo(int Index, string Name, int ComputeMajor, in
 /// </summary>
 internal static unsafe class CudaNative
 {
-    internal const int AbiVersion = 2;
+    internal const int AbiVersion = 3;
     internal const int StatusOk = 0;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -62,6 +62,7 @@ internal static unsafe class CudaNative
         public delegate* unmanaged<nint, int, int, nint*, int> SequenceCreate;
         public delegate* unmanaged<nint, void> SequenceFree;
         public delegate* unmanaged<nint, int*, int, int, int, int, float*, int> SequenceForward;
+        public delegate* unmanaged<nint, float*, long, int> SequenceSetOutput;
         public delegate* unmanaged<int, long, double*, int> MeasureBandwidth;
 
         public string LastErrorMessage => Marshal.PtrToStringUTF8(LastError()) ?? "";
@@ -118,6 +119,7 @@ internal static unsafe class CudaNative
                 SequenceCreate = (delegate* unmanaged<nint, int, int, nint*, int>)F("odllm_cuda_sequence_create"),
                 SequenceFree = (delegate* unmanaged<nint, void>)F("odllm_cuda_sequence_free"),
                 SequenceForward = (delegate* unmanaged<nint, int*, int, int, int, int, float*, int>)F("odllm_cuda_sequence_forward"),
+                SequenceSetOutput = (delegate* unmanaged<nint, float*, long, int>)F("odllm_cuda_sequence_set_output"),
                 MeasureBandwidth = (delegate* unmanaged<int, long, double*, int>)F("odllm_cuda_measure_bandwidth"),
             };
             int abi = api.AbiVersion();

@@ -55,7 +55,8 @@ public static class CudaBenchmark
         for (int i = 0; i < generated.Length; i++) generated[i] = random.Next(config.VocabSize);
 
         using var sequence = gpu.CreateSequence(promptTokens + genTokens, kvCacheType);
-        var logits = new float[config.VocabSize];
+        // The buffer an InferenceSession uses: the sequence's page-locked one, which the logits are copied into directly.
+        var logits = sequence.LogitsBuffer ?? new float[config.VocabSize];
         // Warm-up: module load, graph capture, clocks.
         sequence.Forward(prompt, logits);
         for (int i = 0; i < Math.Min(8, genTokens); i++) sequence.Forward(generated.AsSpan(i, 1), logits);

@@ -171,6 +171,32 @@ public sealed unsafe class CudaSequence : IForwardPass
     /// <summary>Replay one captured graph for each one-token step (default) instead of launching every kernel.</summary>
     public bool UseGraph { get; set; } = true;
 
+    /// <summary>
+    /// One row of logits on the pinned object heap, page-locked for the device, so a step's logits are copied straight
+    /// into it: a copy through the library's own buffer cost 4–7% of a Gemma-2B decode step on an H100. Null when the
+    /// device refused to page-lock it (the copy then goes through the library's buffer).
+    /// </summary>
+    public float[]? LogitsBuffer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_sequence == 0, this);
+            if (_logitsBuffer is null && !_logitsBufferRefused)
+            {
+                var buffer = GC.AllocateUninitializedArray<float>(VocabSize, pinned: true);
+                fixed (float* p = buffer)
+                {
+                    if (_api.SequenceSetOutput(_sequence, p, buffer.Length) == CudaNative.StatusOk) _logitsBuffer = buffer;
+                    else _logitsBufferRefused = true;
+                }
+            }
+            return _logitsBuffer;
+        }
+    }
+
+    private float[]? _logitsBuffer;
+    private bool _logitsBufferRefused;
+
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits)
     {
         ObjectDisposedException.ThrowIf(_sequence == 0, this);

@@ -17,6 +17,11 @@ public interface IForwardPass : IDisposable
     void Forward(ReadOnlySpan<int> tokens, Span<float> logits);
     /// <summary>Forgets positions from <paramref name="length"/> on.</summary>
     void Truncate(int length);
+    /// <summary>
+    /// A buffer of one row of logits that this pass fills fastest when <see cref="Forward"/> is given it (a device pass
+    /// copies into it directly); null where any buffer does as well.
+    /// </summary>
+    float[]? LogitsBuffer => null;
 }
 
 /// <summary>
@@ -38,7 +43,7 @@ public sealed class InferenceSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(pass);
         _pass = pass;
-        _logits = new float[pass.VocabSize];
+        _logits = pass.LogitsBuffer ?? new float[pass.VocabSize];
     }
 
     /// <summary>Positions evaluated so far (the length of the cached sequence).</summary>

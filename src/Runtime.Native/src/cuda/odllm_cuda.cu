@@ -152,12 +152,15 @@ struct odllm_cuda_sequence {
     int32_t* d_io = nullptr;  // [0] = pos0, [1…] = tokens
     int32_t* h_io = nullptr;  // pinned mirror of d_io
     float* h_logits = nullptr;  // pinned
+    float* out_host = nullptr;  // the caller's page-locked logits buffer (odllm_cuda_sequence_set_output)
+    int64_t out_count = 0;
     cudaGraphExec_t graph = nullptr;
 
     ~odllm_cuda_sequence()
     {
         release_buffers();
         release_logits();
+        if (out_host) cudaHostUnregister(out_host);
         if (graph) cudaGraphExecDestroy(graph);
         cudaFree(kv);
         cudaFree(partial);
@@ -364,8 +367,8 @@ struct odllm_cuda_sequence {
         return hidden;
     }
 
-    // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits
-    // copied to h_logits. Everything it launches reads positions from device memory, so a capture replays. One-token
+    // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits in
+    // device memory (the caller copies them out). Everything it launches reads positions from device memory, so a capture replays. One-token
     // steps fuse the residual adds and the gate into the products; the arithmetic per element is the same.
     void enqueue(int n, bool allPositions)
     {
@@ -461,7 +464,6 @@ struct odllm_cuda_sequence {
         project(fin, count, model->output, model->output_bias, logits);
         int64_t logitCount = (int64_t)count * c.vocab;
         if (c.final_softcap > 0) launch_softcap(logits, logitCount, c.final_softcap, stream);
-        cudaMemcpyAsync(h_logits, logits, (size_t)logitCount * 4, cudaMemcpyDeviceToHost, stream);
     }
 };
 
@@ -662,8 +664,32 @@ ODLLM_CUDA_API int odllm_cuda_sequence_forward(odllm_cuda_sequence* s, const int
         s->enqueue(n, all);
         CK(cudaGetLastError(), "launching the forward pass");
     }
+    // Into the caller's buffer when it is the page-locked one, else through h_logits: a host copy of the vocabulary's
+    // logits (1 MB for Gemma) took ~70 µs per decoded token on the H100 machine, 4–7% of a step.
+    size_t bytes = (size_t)logitRows * c.vocab * 4;
+    bool direct = logits == s->out_host && (int64_t)logitRows * c.vocab <= s->out_count;
+    CK(cudaMemcpyAsync(direct ? logits : s->h_logits, s->logits, bytes, cudaMemcpyDeviceToHost, s->stream), "copying the logits");
     CK(cudaStreamSynchronize(s->stream), "running the forward pass");
-    memcpy(logits, s->h_logits, (size_t)logitRows * c.vocab * 4);
+    if (!direct) memcpy(logits, s->h_logits, bytes);
+    return ODLLM_CUDA_OK;
+}
+
+ODLLM_CUDA_API int odllm_cuda_sequence_set_output(odllm_cuda_sequence* s, float* host, int64_t count)
+{
+    if (!s) return fail(ODLLM_CUDA_ERR_INVALID, "the sequence is NULL");
+    if (host && count < s->model->c.vocab)
+        return fail(ODLLM_CUDA_ERR_INVALID, "an output buffer of %lld values holds less than one row of %d logits", (long long)count,
+                    s->model->c.vocab);
+    CK(cudaSetDevice(s->model->device), "cudaSetDevice");
+    if (s->out_host) {
+        cudaHostUnregister(s->out_host);
+        s->out_host = nullptr;
+        s->out_count = 0;
+    }
+    if (!host) return ODLLM_CUDA_OK;
+    CK(cudaHostRegister(host, (size_t)count * 4, cudaHostRegisterDefault), "page-locking the output buffer");
+    s->out_host = host;
+    s->out_count = count;
     return ODLLM_CUDA_OK;
 }
 

@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define ODLLM_CUDA_ABI_VERSION 2
+#define ODLLM_CUDA_ABI_VERSION 3
 
 typedef enum odllm_cuda_status {
     ODLLM_CUDA_OK = 0,
@@ -97,6 +97,10 @@ ODLLM_CUDA_API void odllm_cuda_sequence_free(odllm_cuda_sequence* sequence);
    A one-token call with use_graph set replays a captured CUDA graph of the decode step. */
 ODLLM_CUDA_API int odllm_cuda_sequence_forward(odllm_cuda_sequence* sequence, const int32_t* tokens, int32_t n,
                                                int32_t pos0, int32_t all_positions, int32_t use_graph, float* logits);
+/* Page-locks the caller's buffer of `count` floats (at least one row of logits): forward passes given that buffer
+   copy their logits straight into it instead of through the library's own pinned buffer. It must stay allocated at
+   that address until replaced (another call; NULL releases it) or the sequence is freed. */
+ODLLM_CUDA_API int odllm_cuda_sequence_set_output(odllm_cuda_sequence* sequence, float* host, int64_t count);
 /* Device-to-device copy bandwidth measured on `bytes` (read + written per second), for roofline ratios. */
 ODLLM_CUDA_API int odllm_cuda_measure_bandwidth(int32_t device, int64_t bytes, double* bytes_per_second);
 
