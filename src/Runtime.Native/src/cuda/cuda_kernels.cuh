@@ -465,9 +465,9 @@ struct GemvArgs {
     unsigned* counters;
 };
 
-// A warp streams its rows through a ring of GEMV_STAGES slots of GEMV_SLOT_VECTORS 16-byte vectors: 1 KB of
-// quants (32 q8_0 or 64 q4_0 blocks) and their scales.
-constexpr int GEMV_WARPS = 4, GEMV_STAGES = 4, GEMV_SLOT_VECTORS = 72;
+// A warp streams its rows through a ring of GEMV_STAGES slots of GEMV_SLOT_VECTORS 16-byte vectors: GEMV_SLOT_QUANTS
+// of quants (1 KB: 32 q8_0 or 64 q4_0 blocks), then their scales.
+constexpr int GEMV_WARPS = 4, GEMV_STAGES = 4, GEMV_SLOT_QUANTS = 64, GEMV_SLOT_VECTORS = 72;
 
 
 template <int T>
@@ -562,7 +562,7 @@ __device__ __forceinline__ float group_sum(float v)
 // apart, from a multiple of 8), as one stream of chunks copied with cp.async into the warp's ring of slots,
 // GEMV_STAGES − 1 chunks ahead of the one being multiplied, without holding them in registers (on an H100, Gemma-2B q4
 // decode 691–709 tok/s with batches of four vectors per lane loaded into registers instead, 783–806 with the ring). A
-// slot holds a chunk of each row: its quants (64 / ROWS vectors) and, after all rows' quants, their scales. Each lane
+// slot holds a chunk of each row: its quants (GEMV_SLOT_QUANTS / ROWS vectors) and, after all rows' quants, their scales. Each lane
 // multiplies two vectors of a slot (q8_0: two per block, q4_0: one). Several rows per warp spread a row's fixed cost
 // (set-up, reduction, epilogue) over more blocks. The first chunks are requested before grid_wait(), since the
 // weights do not depend on the previous kernel. Returns, in every lane, its row's reduced products in d0 (and d1).
@@ -571,8 +571,8 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
                                              float& d1)
 {
     constexpr int LANES = 32 / ROWS, PER_BLOCK = T == TYPE_Q8_0 ? 2 : 1;
-    constexpr int rowVectors = 64 / ROWS, chunkBlocks = rowVectors / PER_BLOCK, scaleVectors = chunkBlocks / 8;
-    static_assert(64 + ROWS * scaleVectors <= GEMV_SLOT_VECTORS && chunkBlocks % 8 == 0, "a chunk fits a slot, in whole vectors");
+    constexpr int rowVectors = GEMV_SLOT_QUANTS / ROWS, chunkBlocks = rowVectors / PER_BLOCK, scaleVectors = chunkBlocks / 8;
+    static_assert(GEMV_SLOT_QUANTS + ROWS * scaleVectors <= GEMV_SLOT_VECTORS && chunkBlocks % 8 == 0, "a chunk fits a slot, in whole vectors");
     int lane = threadIdx.x & 31, sub = lane & (LANES - 1), mine = lane / LANES;
     int blocks = a.k / 32;
     int rowsHere = min(ROWS, total - g0);
@@ -616,7 +616,7 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
                         cp_async16(dst + rr * rowVectors + j, q + (int64_t)rr * blocks * PER_BLOCK + j);
                     } else {
                         int rr = (i - rowsHere * qv) / sv, j = i - rowsHere * qv - rr * sv;
-                        cp_async16(dst + 64 + rr * scaleVectors + j, d + (int64_t)rr * blocks / 8 + j);
+                        cp_async16(dst + GEMV_SLOT_QUANTS + rr * scaleVectors + j, d + (int64_t)rr * blocks / 8 + j);
                     }
                 }
             }
@@ -637,7 +637,7 @@ __device__ __forceinline__ void row_products(const GemvArgs& a, int g0, int tota
             cp_async_wait<GEMV_STAGES - 1>();
             __syncwarp();
             const uint4* q = ring + use * GEMV_SLOT_VECTORS + mine * rowVectors;
-            const __half* d = reinterpret_cast<const __half*>(ring + use * GEMV_SLOT_VECTORS + 64 + mine * scaleVectors);
+            const __half* d = reinterpret_cast<const __half*>(ring + use * GEMV_SLOT_VECTORS + GEMV_SLOT_QUANTS + mine * scaleVectors);
             int qv = min(chunkBlocks, to - c0) * PER_BLOCK;
             float dot = 0.f;
 #pragma unroll
