@@ -76,6 +76,30 @@ public class CudaBackendTests
         FixtureTests.AssertClose(r.FullSequenceLogitsLast, a, Tolerance, "full_sequence_logits_last, token by token");
     }
 
+    // The sequence's page-locked buffer gets its logits by DMA, the others through the library's own buffer: same values,
+    // prefill and every decode step.
+    [CudaTheory, MemberData(nameof(Cases))]
+    public void LogitsBuffer_ReceivesTheSameLogitsAsAnyBuffer(string fixture)
+    {
+        var r = FixtureReference.Load(fixture);
+        using var model = LanguageModel.Load(r.Folder, new LoadOptions { Backend = KernelBackend.Cuda });
+        using var pinned = model.Gpu!.CreateSequence();
+        using var plain = model.Gpu!.CreateSequence();
+        var direct = pinned.LogitsBuffer;
+        Assert.NotNull(direct);
+        Assert.Same(direct, pinned.LogitsBuffer);
+        var copied = new float[model.Config.VocabSize];
+        pinned.Forward(r.InputIds, direct);
+        plain.Forward(r.InputIds, copied);
+        Assert.Equal(copied, direct);
+        foreach (int token in r.FullSequenceIds.AsSpan(r.InputIds.Length))
+        {
+            pinned.Forward([token], direct);
+            plain.Forward([token], copied);
+            Assert.Equal(copied, direct);
+        }
+    }
+
     [CudaTheory, MemberData(nameof(QuantizedCases))]
     public void QuantizedWeights_OnGpu_MatchCpuDequantization(string fixture, string quant)
     {
