@@ -1349,11 +1349,12 @@ __global__ void __launch_bounds__(ATTN_COMBINE_WARPS * 32) k_attention_combine(c
 inline int attention_splits(int maxKeys) { return (maxKeys + ATTN_CHUNK - 1) / ATTN_CHUNK; }
 inline size_t attention_partial_floats(int heads, int d, int maxKeys) { return (size_t)heads * part_stride(attention_splits(maxKeys), d); }
 // Whether the split kernel copies its keys and values into shared memory before it waits for the previous kernel
-// (cp.async of 16-byte pieces): where they fit in 99 KB, the smallest per-block limit of the supported architectures.
+// (cp.async of 16-byte pieces): where they fit in 96 KB, under the 99 KB per block of sm_86/sm_89, the smallest limit of
+// the supported architectures, with the margin sequence creation keeps.
 inline bool attention_split_staged(int group, int d, int kvType)
 {
     return (d * kv_element_bytes(kvType)) % 16 == 0 &&
-           attention_split_floats(group, d) * sizeof(float) + 2 * ATTN_CHUNK * d * kv_element_bytes(kvType) <= 99 * 1024;
+           attention_split_floats(group, d) * sizeof(float) + 2 * ATTN_CHUNK * d * kv_element_bytes(kvType) <= 96 * 1024;
 }
 inline size_t attention_split_shared_bytes(int heads, int kvHeads, int d, int kvType)
 {
