@@ -368,8 +368,9 @@ struct odllm_cuda_sequence {
     }
 
     // Enqueues one forward pass over n tokens (ids and pos0 already in h_io) on the stream, ending with the logits in
-    // device memory (the caller copies them out). Everything it launches reads positions from device memory, so a capture replays. One-token
-    // steps fuse the residual adds and the gate into the products; the arithmetic per element is the same.
+    // device memory (the caller copies them out). Everything it launches reads positions from device memory, so a
+    // capture replays. One-token steps fuse the residual adds and the gate into the products; the arithmetic per
+    // element is the same.
     void enqueue(int n, bool allPositions)
     {
         const auto& c = model->c;
